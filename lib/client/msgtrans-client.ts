@@ -1,0 +1,251 @@
+import { Logger } from '@nestjs/common';
+import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microservices';
+import { InvalidMessageException } from '@nestjs/microservices/errors/invalid-message.exception.js';
+import { connectable, Observable, of, Subject, throwError } from 'rxjs';
+import { MSGTRANS_DEFAULTS } from '../constants.js';
+import { protocolFor, protocolTable, resolveSessionOptions } from '../common/resolve-options.js';
+import { isBizTypePattern } from '../envelope/route.js';
+import { MsgTransErrorCode } from '../errors/error-codes.js';
+import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
+import { MsgTransStatus, type MsgTransClientEvents } from '../interfaces/msgtrans-events.interface.js';
+import type { MsgTransClientOptions } from '../interfaces/msgtrans-options.interface.js';
+import type { IncomingMessage } from '../session/incoming-message.interface.js';
+import {
+  MsgTransSession,
+  type MsgTransSessionHandler,
+  type MsgTransSessionOptions,
+  type ReplyObserver,
+} from '../session/msgtrans-session.js';
+import { parseEndpoint, type MsgTransEndpoint } from '../transport/endpoint.js';
+import { EventListeners } from '../transport/event-listeners.js';
+import type { MsgTransConnectContext, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
+
+// emit() has already sent by the time anyone subscribes; this is what they see.
+const EMITTED = of(undefined);
+
+function isNil(value: unknown): value is null | undefined {
+  return value === null || value === undefined;
+}
+
+/**
+ * Nest `ClientProxy` speaking msgtrans. Use it directly, or through
+ * `ClientsModule.register([{ name, customClass: MsgTransClient, options }])`.
+ *
+ * Many requests share one connection, matched by message id. The connection
+ * is made on first use (or by `connect()`); when it drops, pending requests
+ * fail at once with a {@link MsgTransConnectionError} and the next call
+ * reconnects.
+ */
+export class MsgTransClient
+  extends ClientProxy<MsgTransClientEvents, string>
+  implements MsgTransSessionHandler
+{
+  protected readonly logger = new Logger(MsgTransClient.name);
+  private readonly endpoint: MsgTransEndpoint;
+  private readonly protocol: MsgTransProtocol;
+  private readonly sessionOptions: MsgTransSessionOptions;
+  private readonly connectContext: MsgTransConnectContext;
+  private readonly events = new EventListeners<MsgTransClientEvents>();
+  private session: MsgTransSession | null = null;
+  private connecting: Promise<MsgTransSession> | null = null;
+  // Bumped by close(): a connection that completes after it is discarded.
+  private generation = 0;
+
+  constructor(protected readonly options: MsgTransClientOptions) {
+    super();
+    this.endpoint = parseEndpoint(options.url);
+    this.protocol = protocolFor(protocolTable(options.protocols), this.endpoint.protocol);
+    this.sessionOptions = resolveSessionOptions(options, options.requestTimeout ?? MSGTRANS_DEFAULTS.requestTimeout);
+    this.connectContext = {
+      limits: this.sessionOptions.limits,
+      tls: this.endpoint.tls ?? options.tls,
+      connectTimeout: options.connectTimeout ?? MSGTRANS_DEFAULTS.connectTimeout,
+    };
+  }
+
+  /** Connects (once; concurrent callers share the attempt) and resolves with the session. */
+  connect(): Promise<MsgTransSession> {
+    const live = this.liveSession();
+    if (live) return Promise.resolve(live);
+    if (this.connecting) return this.connecting;
+    const generation = this.generation;
+    const attempt = this.protocol.connect(this.endpoint, this.connectContext).then(
+      (connection) => {
+        if (generation !== this.generation) {
+          connection.close();
+          throw this.closedError();
+        }
+        const session = new MsgTransSession(connection, this.sessionOptions, this);
+        if (session.closed) throw new MsgTransConnectionError(MsgTransErrorCode.CONNECT_FAILED, 'Connection closed at once');
+        this.connecting = null;
+        this.session = session;
+        this._status$.next(MsgTransStatus.CONNECTED);
+        this.events.emit('connect', session);
+        return session;
+      },
+      (err: Error) => {
+        if (generation === this.generation) this.connecting = null;
+        this.events.emit('error', err);
+        throw err;
+      },
+    );
+    this.connecting = attempt;
+    return attempt;
+  }
+
+  /** Closes the connection; pending requests fail with `ERR_MSGTRANS_CLIENT_CLOSED`. */
+  close(): void {
+    this.generation++;
+    this.connecting = null;
+    const session = this.session;
+    this.session = null;
+    session?.close(undefined, this.closedError());
+    this._status$.next(MsgTransStatus.DISCONNECTED);
+  }
+
+  /**
+   * Sends a request; the Observable is cold (nothing is sent until it is
+   * subscribed) and emits the reply's values. Unsubscribing early sends
+   * CANCEL so the server stops producing.
+   */
+  override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
+    if (isNil(pattern) || isNil(data)) return throwError(() => new InvalidMessageException());
+    return new Observable<TResult>((subscriber) => {
+      const packet = this.createPacket(pattern, data);
+      let session: MsgTransSession | null = null;
+      let id = 0;
+      const start = (s: MsgTransSession) => {
+        if (subscriber.closed) return;
+        session = s;
+        id = this.request(s, packet, subscriber);
+      };
+      const live = this.liveSession();
+      if (live) start(live);
+      else this.connect().then(start).catch((err) => subscriber.error(err));
+      return () => {
+        if (id !== 0) session?.cancel(id);
+      };
+    });
+  }
+
+  /**
+   * Sends an event. Hot: it is sent whether or not the result is
+   * subscribed. The Observable completes once the event is handed to the
+   * connection, or errors if it cannot be.
+   */
+  override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
+    if (isNil(pattern) || isNil(data)) return throwError(() => new InvalidMessageException());
+    const live = this.liveSession();
+    if (live) {
+      try {
+        this.emitOn(live, this.createPacket(pattern, data));
+        return EMITTED as Observable<TResult>;
+      } catch (err) {
+        return throwError(() => err);
+      }
+    }
+    const sent = connectable(
+      new Observable<TResult>((subscriber) => {
+        this.dispatchEvent(this.createPacket(pattern, data)).then(
+          () => {
+            subscriber.next(undefined as TResult);
+            subscriber.complete();
+          },
+          (err) => subscriber.error(err),
+        );
+      }),
+      { connector: () => new Subject(), resetOnDisconnect: false },
+    );
+    sent.connect();
+    return sent;
+  }
+
+  override on<K extends keyof MsgTransClientEvents>(event: K, callback: MsgTransClientEvents[K]): void {
+    this.events.on(event, callback);
+  }
+
+  /** The connection's raw socket/stream. Throws when not connected. */
+  unwrap<T = unknown>(): T {
+    const session = this.liveSession();
+    if (!session) throw new Error('Not connected. Call connect() (or send a message) first.');
+    return session.connection.unwrap<T>();
+  }
+
+  /** @internal session callback; server-initiated requests are not served yet. */
+  onRequest(session: MsgTransSession, message: IncomingMessage): void {
+    session.replyError(message, `This client serves no pattern ("${message.route}")`);
+  }
+
+  /** @internal session callback */
+  onEvent(_session: MsgTransSession, message: IncomingMessage): void {
+    this.logger.debug?.(`Ignored event "${message.route}" pushed by the server`);
+  }
+
+  /** @internal session callback */
+  onClose(session: MsgTransSession, error: Error | undefined): void {
+    if (this.session !== session) return;
+    this.session = null;
+    this._status$.next(MsgTransStatus.DISCONNECTED);
+    if (error) {
+      this.logger.error(`Connection to ${this.describeEndpoint()} lost: ${error.message}`);
+      this.events.emit('error', error);
+    }
+    this.events.emit('disconnect', error);
+  }
+
+  protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {
+    const observer: ReplyObserver = {
+      next: (response) => callback({ response }),
+      error: (err) => callback({ err, isDisposed: true }),
+      complete: () => callback({ isDisposed: true }),
+    };
+    let session: MsgTransSession | null = null;
+    let id = 0;
+    let cancelled = false;
+    this.connect()
+      .then((s) => {
+        if (cancelled) return;
+        session = s;
+        id = this.request(s, packet, observer);
+      })
+      .catch((err) => observer.error(err));
+    return () => {
+      cancelled = true;
+      if (id !== 0) session?.cancel(id);
+    };
+  }
+
+  protected async dispatchEvent<T = any>(packet: ReadPacket): Promise<T> {
+    this.emitOn(await this.connect(), packet);
+    return undefined as T;
+  }
+
+  private request(session: MsgTransSession, packet: ReadPacket, observer: ReplyObserver): number {
+    const pattern = packet.pattern;
+    if (isBizTypePattern(pattern)) return session.request(pattern, undefined, packet.data, packet.metadata, observer);
+    return session.request(0, this.routeOf(pattern), packet.data, packet.metadata, observer);
+  }
+
+  private emitOn(session: MsgTransSession, packet: ReadPacket): void {
+    const pattern = packet.pattern;
+    if (isBizTypePattern(pattern)) session.emit(pattern, undefined, packet.data, packet.metadata);
+    else session.emit(0, this.routeOf(pattern), packet.data, packet.metadata);
+  }
+
+  private routeOf(pattern: unknown): string {
+    return typeof pattern === 'string' ? pattern : this.normalizePattern(pattern as any);
+  }
+
+  private liveSession(): MsgTransSession | null {
+    const session = this.session;
+    return session !== null && !session.closed ? session : null;
+  }
+
+  private closedError(): MsgTransConnectionError {
+    return new MsgTransConnectionError(MsgTransErrorCode.CLIENT_CLOSED, 'Client was closed while the request was pending');
+  }
+
+  private describeEndpoint(): string {
+    return `${this.endpoint.protocol}://${this.endpoint.host}:${this.endpoint.port}`;
+  }
+}

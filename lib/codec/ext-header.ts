@@ -1,0 +1,90 @@
+import { isUtf8 } from 'node:buffer';
+import { MsgTransErrorCode } from '../errors/error-codes.js';
+import { MsgTransError } from '../errors/msgtrans-error.js';
+import { MsgTransProtocolError } from '../errors/msgtrans-protocol-error.js';
+
+/** The extension header entry that carries the pattern. */
+export const ROUTE_KEY = 'route';
+
+/** What the extension header says: the route (if any) and every other entry as metadata. */
+export interface ExtHeaderEntries {
+  route: string | undefined;
+  metadata: Record<string, string> | undefined;
+}
+
+const EMPTY = Buffer.alloc(0);
+const NEEDS_ESCAPE = /[%\n\r]/;
+const ESCAPED = /%(25|0A|0D)/gi;
+
+function escapeValue(value: string): string {
+  if (!NEEDS_ESCAPE.test(value)) return value;
+  return value.replace(/%/g, '%25').replace(/\n/g, '%0A').replace(/\r/g, '%0D');
+}
+
+function unescapeValue(value: string): string {
+  if (value.indexOf('%') < 0) return value;
+  return value.replace(ESCAPED, (_, hex: string) =>
+    hex === '25' ? '%' : hex.toUpperCase() === '0A' ? '\n' : '\r',
+  );
+}
+
+function assertKey(key: string): void {
+  if (key.length === 0 || key === ROUTE_KEY || /[:\n\r]/.test(key)) {
+    throw new MsgTransError(
+      MsgTransErrorCode.INVALID_METADATA,
+      `Metadata key ${JSON.stringify(key)} cannot travel in the extension header`,
+    );
+  }
+}
+
+/**
+ * Encodes `route:<route>` followed by one `key:value` line per metadata
+ * entry, values escaped per PROTOCOL.md. Returns an empty buffer when there is
+ * nothing to say.
+ */
+export function encodeExtHeader(route: string | undefined, metadata?: Record<string, string>): Buffer {
+  let text = route === undefined ? '' : `${ROUTE_KEY}:${escapeValue(route)}`;
+  if (metadata) {
+    for (const key of Object.keys(metadata)) {
+      assertKey(key);
+      const line = `${key}:${escapeValue(String(metadata[key]))}`;
+      text = text.length === 0 ? line : `${text}\n${line}`;
+    }
+  }
+  return text.length === 0 ? EMPTY : Buffer.from(text, 'utf8');
+}
+
+/**
+ * Parses an extension header. Empty lines are tolerated; a line without `:`
+ * or bytes that are not UTF-8 are a protocol error.
+ */
+export function decodeExtHeader(buf: Buffer): ExtHeaderEntries {
+  if (buf.length === 0) return { route: undefined, metadata: undefined };
+  if (!isUtf8(buf)) {
+    throw new MsgTransProtocolError(MsgTransErrorCode.BAD_EXT_HEADER, 'Extension header is not valid UTF-8');
+  }
+  const text = buf.toString('utf8');
+  let route: string | undefined;
+  let metadata: Record<string, string> | undefined;
+  let start = 0;
+  while (start <= text.length) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    if (end > start) {
+      const colon = text.indexOf(':', start);
+      if (colon < 0 || colon >= end) {
+        throw new MsgTransProtocolError(MsgTransErrorCode.BAD_EXT_HEADER, 'Extension header line without ":"');
+      }
+      const key = text.slice(start, colon);
+      const value = unescapeValue(text.slice(colon + 1, end));
+      if (key === ROUTE_KEY) route = value;
+      else {
+        metadata ??= {};
+        // defineProperty: a key such as "__proto__" stays data, never the object's prototype
+        Object.defineProperty(metadata, key, { value, enumerable: true, writable: true, configurable: true });
+      }
+    }
+    start = end + 1;
+  }
+  return { route, metadata };
+}

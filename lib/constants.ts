@@ -1,0 +1,24 @@
+/**
+ * Every default in one place. Options documented elsewhere refer here.
+ */
+export const MSGTRANS_DEFAULTS = {
+  /** Largest packet (header + extension header + payload), and largest decompressed payload: 16 MiB. */
+  maxPacketSize: 16 * 1024 * 1024,
+  /** Largest extension header accepted: 16 KiB (the wire allows 64 KiB). */
+  maxExtHeaderSize: 16 * 1024,
+  /** Client: ms a request waits for its reply, or for the next value of a stream. 0 disables. */
+  requestTimeout: 30_000,
+  /** Client: ms to establish a connection. */
+  connectTimeout: 10_000,
+  /** Payloads at least this large are compressed, when compression is configured. */
+  compressionThreshold: 1024,
+} as const;
+
+/**
+ * Transport id of {@link MsgTransServer}. Bind a handler to this transport
+ * alone in a hybrid app: `@MessagePattern('x', MSGTRANS_TRANSPORT)`.
+ */
+export const MSGTRANS_TRANSPORT: unique symbol = Symbol('MSGTRANS_TRANSPORT');
+
+/** Error sent for a request whose pattern has no handler (Nest's own wording). */
+export const NO_MESSAGE_HANDLER = 'There is no matching message handler defined in the remote service.';

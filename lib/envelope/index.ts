@@ -1,0 +1,3 @@
+export * from './msgtrans-codec.interface.js';
+export * from './json-codec.js';
+export * from './route.js';

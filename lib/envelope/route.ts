@@ -1,0 +1,19 @@
+/** The wire route for a message: a biz_type, or a route entry in the extension header. */
+export interface WireRoute {
+  bizType: number;
+  /** Undefined when the pattern travels as `bizType` alone. */
+  route: string | undefined;
+}
+
+/** True for patterns that travel as biz_type: integers 0–255. */
+export function isBizTypePattern(pattern: unknown): pattern is number {
+  return typeof pattern === 'number' && Number.isInteger(pattern) && pattern >= 0 && pattern <= 255;
+}
+
+// Routes for packets without a route entry: one string per biz_type, made once.
+const BIZ_TYPE_ROUTES: readonly string[] = Array.from({ length: 256 }, (_, i) => String(i));
+
+/** The route a receiver dispatches on when a packet has no `route` entry. */
+export function routeOfBizType(bizType: number): string {
+  return BIZ_TYPE_ROUTES[bizType];
+}

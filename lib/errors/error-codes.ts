@@ -1,0 +1,46 @@
+/**
+ * Stable error codes carried by every {@link MsgTransError}. Compare against
+ * these, never against messages: the codes are part of the public API.
+ */
+export const MsgTransErrorCode = {
+  /** Header `version` is not 1. */
+  BAD_VERSION: 'ERR_MSGTRANS_BAD_VERSION',
+  /** Header `compression` is not 0, 1 or 2. */
+  BAD_COMPRESSION: 'ERR_MSGTRANS_BAD_COMPRESSION',
+  /** Header `packet_type` is not 0, 1 or 2. */
+  BAD_PACKET_TYPE: 'ERR_MSGTRANS_BAD_PACKET_TYPE',
+  /** The reserved FRAGMENTED flag is set (never sent in v1). */
+  FRAGMENTED: 'ERR_MSGTRANS_FRAGMENTED',
+  /** A packet (or a length prefix) declares more than `maxPacketSize`. */
+  PACKET_TOO_LARGE: 'ERR_MSGTRANS_PACKET_TOO_LARGE',
+  /** The extension header is longer than `maxExtHeaderSize`. */
+  EXT_HEADER_TOO_LARGE: 'ERR_MSGTRANS_EXT_HEADER_TOO_LARGE',
+  /** A packet-per-message transport delivered a message whose length disagrees with its header. */
+  BAD_LENGTH: 'ERR_MSGTRANS_BAD_LENGTH',
+  /** The extension header is not valid UTF-8 `key:value` lines. */
+  BAD_EXT_HEADER: 'ERR_MSGTRANS_BAD_EXT_HEADER',
+  /** A CODEC-flagged payload could not be decoded. */
+  BAD_PAYLOAD: 'ERR_MSGTRANS_BAD_PAYLOAD',
+  /** A compressed payload is corrupt. */
+  DECOMPRESSION_FAILED: 'ERR_MSGTRANS_DECOMPRESSION_FAILED',
+  /** A compressed payload inflates past `maxPacketSize`. */
+  DECOMPRESSED_TOO_LARGE: 'ERR_MSGTRANS_DECOMPRESSED_TOO_LARGE',
+  /** zstd was asked for but neither Node nor the `zstd-napi` binding provides it. */
+  ZSTD_UNAVAILABLE: 'ERR_MSGTRANS_ZSTD_UNAVAILABLE',
+  /** Metadata that cannot travel in the extension header (bad key, `route`). */
+  INVALID_METADATA: 'ERR_MSGTRANS_INVALID_METADATA',
+  /** The connection closed while a request was waiting for its reply. */
+  CONNECTION_CLOSED: 'ERR_MSGTRANS_CONNECTION_CLOSED',
+  /** The client was closed by the application while a request was pending. */
+  CLIENT_CLOSED: 'ERR_MSGTRANS_CLIENT_CLOSED',
+  /** The connection could not be established. */
+  CONNECT_FAILED: 'ERR_MSGTRANS_CONNECT_FAILED',
+  /** No reply arrived within the request timeout. */
+  TIMEOUT: 'ERR_MSGTRANS_TIMEOUT',
+  /** An option is missing, malformed or unknown. */
+  INVALID_OPTION: 'ERR_MSGTRANS_INVALID_OPTION',
+  /** The URL names a protocol nobody registered. */
+  UNKNOWN_PROTOCOL: 'ERR_MSGTRANS_UNKNOWN_PROTOCOL',
+} as const;
+
+export type MsgTransErrorCode = (typeof MsgTransErrorCode)[keyof typeof MsgTransErrorCode];

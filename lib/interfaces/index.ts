@@ -1,0 +1,2 @@
+export * from './msgtrans-options.interface.js';
+export * from './msgtrans-events.interface.js';

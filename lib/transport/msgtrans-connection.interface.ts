@@ -1,0 +1,60 @@
+import type { MsgTransPacket } from '../codec/packet.js';
+
+/** Receives what a connection delivers. Set once with {@link MsgTransConnection.open}. */
+export interface MsgTransConnectionSink {
+  /** A packet whose header passed validation; payload still as sent (maybe compressed). */
+  onPacket(packet: MsgTransPacket): void;
+  /** The connection is gone; `error` says why when it did not close normally. Called once. */
+  onClose(error?: Error): void;
+}
+
+/**
+ * One msgtrans connection over some protocol. A protocol module implements
+ * this (and {@link MsgTransListener}); the Nest layer sees nothing else.
+ *
+ * Implementations frame packets as their protocol requires, validate headers
+ * against the configured limits before allocating, and close themselves with
+ * a {@link MsgTransProtocolError} on bad input.
+ */
+export interface MsgTransConnection {
+  /** Protocol name as it appears in URLs: `tcp`, `tls`, `ws`, `wss`, `quic`, or a custom one. */
+  readonly protocol: string;
+  /** The peer's address, when the protocol has one. */
+  readonly remoteAddress: string | undefined;
+  /** The peer's port, when the protocol has one. */
+  readonly remotePort: number | undefined;
+  /** True once {@link close} was called or the peer went away. */
+  readonly closed: boolean;
+  /** Starts delivering packets to `sink`. Called exactly once. */
+  open(sink: MsgTransConnectionSink): void;
+  /** Queues one encoded packet. Writes may be coalesced; order is kept. Ignored once closed. */
+  send(packet: Buffer): void;
+  /**
+   * Closes the connection. Without `error`, queued packets are flushed first;
+   * with one, the connection is torn down at once. Idempotent.
+   */
+  close(error?: Error): void;
+  /** The underlying socket / stream, for advanced use. */
+  unwrap<T = unknown>(): T;
+}
+
+/** The bound address of a listener. */
+export interface MsgTransListenerAddress {
+  protocol: string;
+  host: string;
+  port: number;
+  /** A URL a client can connect to (host as bound). */
+  url: string;
+}
+
+/** Accepts incoming connections for one endpoint. */
+export interface MsgTransListener {
+  /** Protocol name, as on the connections it produces. */
+  readonly protocol: string;
+  /** Binds and starts accepting; rejects if the endpoint cannot be bound. */
+  listen(onConnection: (connection: MsgTransConnection) => void): Promise<MsgTransListenerAddress>;
+  /** Stops accepting. Connections already handed out are the caller's to close. */
+  close(): Promise<void>;
+  /** The underlying server, for advanced use. */
+  unwrap<T = unknown>(): T;
+}

@@ -1,0 +1,31 @@
+import type { PacketLimits } from '../codec/packet.js';
+import type { MsgTransConnection, MsgTransListener } from './msgtrans-connection.interface.js';
+import type { MsgTransEndpoint } from './endpoint.js';
+import type { MsgTransTlsOptions } from './tls-options.interface.js';
+
+/** What a protocol needs to build a listener. */
+export interface MsgTransListenContext {
+  limits: PacketLimits;
+  /** Server-wide TLS merged with the endpoint's own; set for TLS schemes. */
+  tls: MsgTransTlsOptions | undefined;
+}
+
+/** What a protocol needs to open a client connection. */
+export interface MsgTransConnectContext {
+  limits: PacketLimits;
+  tls: MsgTransTlsOptions | undefined;
+  /** Give up connecting after this many ms. */
+  connectTimeout: number;
+}
+
+/**
+ * A protocol: the URL schemes it answers to, how to listen and how to
+ * connect. TCP/TLS is built in; pass your own in the `protocols` option of
+ * the server and client to add one.
+ */
+export interface MsgTransProtocol {
+  /** URL schemes handled, e.g. `['tcp', 'tls']`. */
+  readonly schemes: readonly string[];
+  createListener(endpoint: MsgTransEndpoint, context: MsgTransListenContext): MsgTransListener;
+  connect(endpoint: MsgTransEndpoint, context: MsgTransConnectContext): Promise<MsgTransConnection>;
+}

@@ -1,0 +1,106 @@
+import type { Socket } from 'node:net';
+import type { PacketLimits } from '../../codec/packet.js';
+import { PacketStreamDecoder } from '../../codec/packet-stream-decoder.js';
+import type { MsgTransConnection, MsgTransConnectionSink } from '../msgtrans-connection.interface.js';
+import { WriteQueue } from '../write-queue.js';
+
+// Above this a batch is written buffer by buffer (corked) instead of being
+// concatenated: copying large payloads costs more than the extra write calls.
+const CONCAT_LIMIT = 64 * 1024;
+// How long a graceful close waits for the peer before destroying the socket.
+const END_GRACE_MS = 2000;
+
+/** A msgtrans connection over a TCP or TLS socket: packets back to back on the stream. */
+export class TcpConnection implements MsgTransConnection {
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  private sink: MsgTransConnectionSink | null = null;
+  private readonly decoder: PacketStreamDecoder;
+  private readonly queue = new WriteQueue((items, bytes) => this.write(items, bytes));
+  private isClosed = false;
+  private closeError: Error | undefined;
+  private endTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly socket: Socket,
+    readonly protocol: string,
+    limits: PacketLimits,
+  ) {
+    this.remoteAddress = socket.remoteAddress;
+    this.remotePort = socket.remotePort;
+    socket.setNoDelay(true);
+    this.decoder = new PacketStreamDecoder(limits, (packet) => this.sink?.onPacket(packet));
+    socket.on('error', (err) => {
+      this.closeError ??= err;
+    });
+    socket.once('close', () => this.onSocketClose());
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  open(sink: MsgTransConnectionSink): void {
+    this.sink = sink;
+    if (this.socket.destroyed) {
+      this.onSocketClose();
+      return;
+    }
+    this.socket.on('data', (chunk: Buffer) => {
+      try {
+        this.decoder.push(chunk);
+      } catch (err) {
+        this.close(err as Error);
+      }
+    });
+  }
+
+  send(packet: Buffer): void {
+    if (!this.isClosed) this.queue.push(packet);
+  }
+
+  close(error?: Error): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.decoder.stop();
+    if (error) {
+      this.closeError = error;
+      this.queue.clear();
+      this.socket.destroy();
+      return;
+    }
+    this.queue.flushNow();
+    this.socket.end();
+    this.endTimer = setTimeout(() => this.socket.destroy(), END_GRACE_MS);
+    this.endTimer.unref();
+  }
+
+  unwrap<T = unknown>(): T {
+    return this.socket as T;
+  }
+
+  private write(items: Buffer[], bytes: number): void {
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    if (items.length === 1) {
+      socket.write(items[0]);
+    } else if (bytes <= CONCAT_LIMIT) {
+      socket.write(Buffer.concat(items, bytes));
+    } else {
+      socket.cork();
+      for (const item of items) socket.write(item);
+      socket.uncork();
+    }
+  }
+
+  private onSocketClose(): void {
+    if (this.endTimer) clearTimeout(this.endTimer);
+    this.endTimer = null;
+    this.isClosed = true;
+    this.decoder.stop();
+    this.queue.clear();
+    const sink = this.sink;
+    this.sink = null;
+    sink?.onClose(this.closeError);
+  }
+}
