@@ -10,6 +10,8 @@ export const MSGTRANS_DEFAULTS = {
   requestTimeout: 30_000,
   /** Client: ms to establish a connection. */
   connectTimeout: 10_000,
+  /** ms between liveness probes (WebSocket ping, QUIC keep-alive); a peer silent for two intervals is dropped. */
+  heartbeatInterval: 15_000,
   /** Payloads at least this large are compressed, when compression is configured. */
   compressionThreshold: 1024,
 } as const;

@@ -3,7 +3,7 @@ import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microser
 import { InvalidMessageException } from '@nestjs/microservices/errors/invalid-message.exception.js';
 import { connectable, Observable, of, Subject, throwError } from 'rxjs';
 import { MSGTRANS_DEFAULTS } from '../constants.js';
-import { protocolFor, protocolTable, resolveSessionOptions } from '../common/resolve-options.js';
+import { protocolFor, protocolTable, resolveHeartbeat, resolveSessionOptions } from '../common/resolve-options.js';
 import { isBizTypePattern } from '../envelope/route.js';
 import { MsgTransErrorCode } from '../errors/error-codes.js';
 import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
@@ -60,6 +60,7 @@ export class MsgTransClient
       limits: this.sessionOptions.limits,
       tls: this.endpoint.tls ?? options.tls,
       connectTimeout: options.connectTimeout ?? MSGTRANS_DEFAULTS.connectTimeout,
+      heartbeatInterval: resolveHeartbeat(options),
     };
   }
 

@@ -7,6 +7,7 @@ import type { MsgTransCommonOptions } from '../interfaces/msgtrans-options.inter
 import type { MsgTransSessionOptions } from '../session/msgtrans-session.js';
 import type { MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
 import { TcpProtocol } from '../transport/tcp/tcp-protocol.js';
+import { WsProtocol } from '../transport/ws/ws-protocol.js';
 
 function invalid(message: string): MsgTransConfigError {
   return new MsgTransConfigError(MsgTransErrorCode.INVALID_OPTION, message);
@@ -39,10 +40,15 @@ export function resolveSessionOptions(options: MsgTransCommonOptions, requestTim
   };
 }
 
+/** ms between liveness probes, checked. */
+export function resolveHeartbeat(options: MsgTransCommonOptions): number {
+  return positiveInteger('heartbeatInterval', options.heartbeatInterval, MSGTRANS_DEFAULTS.heartbeatInterval);
+}
+
 /** Built-in protocols plus the caller's, by URL scheme. */
 export function protocolTable(extra: MsgTransProtocol[] = []): Map<string, MsgTransProtocol> {
   const table = new Map<string, MsgTransProtocol>();
-  for (const protocol of [new TcpProtocol(), ...extra]) {
+  for (const protocol of [new TcpProtocol(), new WsProtocol(), ...extra]) {
     for (const scheme of protocol.schemes) table.set(scheme, protocol);
   }
   return table;

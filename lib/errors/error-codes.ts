@@ -17,6 +17,10 @@ export const MsgTransErrorCode = {
   EXT_HEADER_TOO_LARGE: 'ERR_MSGTRANS_EXT_HEADER_TOO_LARGE',
   /** A packet-per-message transport delivered a message whose length disagrees with its header. */
   BAD_LENGTH: 'ERR_MSGTRANS_BAD_LENGTH',
+  /** The protocol's own framing is broken (a bad WebSocket frame, a bad QUIC length prefix). */
+  BAD_FRAME: 'ERR_MSGTRANS_BAD_FRAME',
+  /** A message kind msgtrans does not use, such as a WebSocket text message. */
+  UNSUPPORTED_MESSAGE: 'ERR_MSGTRANS_UNSUPPORTED_MESSAGE',
   /** The extension header is not valid UTF-8 `key:value` lines. */
   BAD_EXT_HEADER: 'ERR_MSGTRANS_BAD_EXT_HEADER',
   /** A CODEC-flagged payload could not be decoded. */

@@ -26,6 +26,12 @@ export interface MsgTransCommonOptions {
   codec?: MsgTransCodec;
   /** Compress outgoing payloads. Default: off. */
   compression?: MsgTransCompressionOptions;
+  /**
+   * ms between liveness probes: WebSocket ping/pong, QUIC keep-alive. A peer
+   * that stays silent for a whole interval after a probe is dropped. 0
+   * disables. Default 15000.
+   */
+  heartbeatInterval?: number;
   /** Extra protocols beyond the built-in ones, keyed by URL scheme. */
   protocols?: MsgTransProtocol[];
 }

@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { MessageHandler } from '@nestjs/microservices';
 import { Server, type CustomTransportStrategy } from '@nestjs/microservices';
 import { MSGTRANS_TRANSPORT, NO_MESSAGE_HANDLER } from '../constants.js';
-import { protocolFor, protocolTable, resolveSessionOptions } from '../common/resolve-options.js';
+import { protocolFor, protocolTable, resolveHeartbeat, resolveSessionOptions } from '../common/resolve-options.js';
 import { MsgTransContext } from '../ctx-host/msgtrans-context.js';
 import { MsgTransErrorCode } from '../errors/error-codes.js';
 import { MsgTransConfigError } from '../errors/msgtrans-config-error.js';
@@ -210,12 +210,13 @@ export class MsgTransServer
       throw new MsgTransConfigError(MsgTransErrorCode.INVALID_OPTION, 'listen needs at least one endpoint');
     }
     const protocols = protocolTable(options.protocols);
+    const heartbeatInterval = resolveHeartbeat(options);
     return inputs.map((input) => {
       if (isListener(input)) return input;
       const endpoint = parseEndpoint(input);
       const protocol = protocolFor(protocols, endpoint.protocol);
       const tls = endpoint.tls ?? options.tls;
-      return protocol.createListener(endpoint, { limits: this.sessionOptions.limits, tls });
+      return protocol.createListener(endpoint, { limits: this.sessionOptions.limits, tls, heartbeatInterval });
     });
   }
 }

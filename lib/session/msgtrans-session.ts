@@ -194,7 +194,7 @@ export class MsgTransSession {
           return;
         }
         flushHeld();
-        this.sendResponse(request, PacketFlag.END, undefined);
+        this.sendResponse(request, PacketFlag.END, EMPTY);
       },
     });
     if (finished) {

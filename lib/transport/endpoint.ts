@@ -16,7 +16,16 @@ export interface MsgTransEndpointOptions {
   path?: string;
   /** TLS for this endpoint, overriding the server-wide/client-wide `tls`. */
   tls?: MsgTransTlsOptions;
+  /**
+   * `ws`/`wss` servers only: attach to this existing HTTP(S) server (for
+   * example a Nest hybrid app's `app.getHttpServer()`) instead of binding a
+   * port, and serve msgtrans on `path` beside its HTTP routes.
+   */
+  httpServer?: HttpServer;
 }
+
+/** An HTTP or HTTPS server from `node:http` / `node:https`. */
+export type HttpServer = import('node:http').Server;
 
 /** A fully resolved endpoint. */
 export interface MsgTransEndpoint {
@@ -25,6 +34,7 @@ export interface MsgTransEndpoint {
   port: number;
   path: string;
   tls: MsgTransTlsOptions | undefined;
+  httpServer: HttpServer | undefined;
 }
 
 const DEFAULT_HOST = '127.0.0.1';
@@ -54,11 +64,19 @@ export function parseEndpoint(input: string | MsgTransEndpointOptions): MsgTrans
     path ??= url.pathname || undefined;
   }
   if (!protocol) throw invalid('Endpoint has no protocol (expected a URL such as tcp://127.0.0.1:8001)');
+  if (port === undefined && options.httpServer) port = 0;
   if (port === undefined) throw invalid(`Endpoint ${protocol}://${host ?? DEFAULT_HOST} has no port`);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw invalid(`Endpoint port ${port} is not an integer from 0 to 65535`);
   }
-  return { protocol: protocol.toLowerCase(), host: host ?? DEFAULT_HOST, port, path: path ?? '/', tls: options.tls };
+  return {
+    protocol: protocol.toLowerCase(),
+    host: host ?? DEFAULT_HOST,
+    port,
+    path: path ?? '/',
+    tls: options.tls,
+    httpServer: options.httpServer,
+  };
 }
 
 /** Formats host and port for a URL, bracketing IPv6 addresses. */

@@ -8,6 +8,8 @@ export interface MsgTransListenContext {
   limits: PacketLimits;
   /** Server-wide TLS merged with the endpoint's own; set for TLS schemes. */
   tls: MsgTransTlsOptions | undefined;
+  /** ms between liveness probes (ping, keep-alive); a peer silent for two is dropped. 0 disables. */
+  heartbeatInterval: number;
 }
 
 /** What a protocol needs to open a client connection. */
@@ -16,6 +18,8 @@ export interface MsgTransConnectContext {
   tls: MsgTransTlsOptions | undefined;
   /** Give up connecting after this many ms. */
   connectTimeout: number;
+  /** As for listeners. */
+  heartbeatInterval: number;
 }
 
 /**

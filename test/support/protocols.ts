@@ -31,4 +31,14 @@ export const PROTOCOL_CASES: ProtocolCase[] = [
     server: (c) => ({ listen: 'tls://127.0.0.1:0', tls: { key: c.serverKey, cert: c.serverCert } }),
     client: (url, c) => ({ url, tls: { ca: c.ca } }),
   },
+  {
+    name: 'ws',
+    server: () => ({ listen: 'ws://127.0.0.1:0/msgtrans' }),
+    client: (url) => ({ url }),
+  },
+  {
+    name: 'wss',
+    server: (c) => ({ listen: 'wss://127.0.0.1:0/msgtrans', tls: { key: c.serverKey, cert: c.serverCert } }),
+    client: (url, c) => ({ url, tls: { ca: c.ca } }),
+  },
 ];

@@ -1,0 +1,118 @@
+import * as http from 'node:http';
+import * as https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { PacketLimits } from '../../codec/packet.js';
+import { formatHostPort, type HttpServer, type MsgTransEndpoint } from '../endpoint.js';
+import type {
+  MsgTransConnection,
+  MsgTransListener,
+  MsgTransListenerAddress,
+} from '../msgtrans-connection.interface.js';
+import type { MsgTransTlsOptions } from '../tls-options.interface.js';
+import { WsConnection } from './ws-connection.js';
+
+/**
+ * Serves `ws://host:port/path` or `wss://…` on its own HTTP(S) server, or on
+ * an existing one (`httpServer`), answering upgrades for `path` only.
+ */
+export class WsListener implements MsgTransListener {
+  readonly protocol: string;
+  private readonly wss: WebSocketServer;
+  private httpServer: HttpServer | null = null;
+  private readonly ownsServer: boolean;
+  private onUpgrade: ((req: http.IncomingMessage, socket: Socket, head: Buffer) => void) | null = null;
+
+  constructor(
+    private readonly endpoint: MsgTransEndpoint,
+    private readonly limits: PacketLimits,
+    private readonly tlsOptions: MsgTransTlsOptions | undefined,
+    private readonly heartbeatInterval: number,
+  ) {
+    this.protocol = endpoint.protocol;
+    this.ownsServer = endpoint.httpServer === undefined;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: limits.maxPacketSize,
+      // payloads carry their own compression flag; permessage-deflate would compress twice
+      perMessageDeflate: false,
+    });
+  }
+
+  listen(onConnection: (connection: MsgTransConnection) => void): Promise<MsgTransListenerAddress> {
+    const server = this.endpoint.httpServer ?? this.createServer();
+    this.httpServer = server;
+    const path = this.endpoint.path;
+    this.onUpgrade = (req, socket, head) => {
+      const pathname = new URL(req.url ?? '/', 'http://x').pathname;
+      if (pathname !== path) {
+        // other upgrade handlers on a shared server may own this path
+        if (this.ownsServer || server.listenerCount('upgrade') === 1) {
+          socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        }
+        return;
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+        onConnection(
+          new WsConnection(ws, this.protocol, this.limits, req.socket.remoteAddress, req.socket.remotePort, this.heartbeatInterval),
+        );
+      });
+    };
+    server.on('upgrade', this.onUpgrade);
+    if (!this.ownsServer) return Promise.resolve(this.addressOf(server));
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => {
+        server.off('upgrade', this.onUpgrade!);
+        reject(err);
+      };
+      server.once('error', onError);
+      server.listen(this.endpoint.port, this.endpoint.host, () => {
+        server.off('error', onError);
+        resolve(this.addressOf(server));
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    const server = this.httpServer;
+    if (!server) return Promise.resolve();
+    if (this.onUpgrade) server.off('upgrade', this.onUpgrade);
+    this.onUpgrade = null;
+    this.wss.close();
+    if (this.ownsServer && server.listening) {
+      server.close();
+      // keep-alive HTTP connections would hold the port open
+      server.closeAllConnections?.();
+    }
+    return Promise.resolve();
+  }
+
+  unwrap<T = unknown>(): T {
+    return this.wss as T;
+  }
+
+  private createServer(): HttpServer {
+    const reject = (_req: http.IncomingMessage, res: http.ServerResponse) => {
+      res.writeHead(426, { Connection: 'close', 'Content-Type': 'text/plain' }).end('msgtrans over WebSocket only\n');
+    };
+    const t = this.tlsOptions;
+    if (!t) return http.createServer(reject);
+    return https.createServer(
+      {
+        key: t.key,
+        cert: t.cert,
+        ca: t.ca,
+        requestCert: t.requestCert ?? false,
+        rejectUnauthorized: t.requestCert ? (t.rejectUnauthorized ?? true) : false,
+      },
+      reject,
+    ) as unknown as HttpServer;
+  }
+
+  private addressOf(server: HttpServer): MsgTransListenerAddress {
+    const address = server.address() as AddressInfo | null;
+    const host = address?.address ?? this.endpoint.host;
+    const port = address?.port ?? this.endpoint.port;
+    return { protocol: this.protocol, host, port, url: `${this.protocol}://${formatHostPort(host, port)}${this.endpoint.path}` };
+  }
+}
