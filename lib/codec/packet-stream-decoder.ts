@@ -32,11 +32,13 @@ export class PacketStreamDecoder {
   /** Stops delivery, including for the rest of a chunk being processed. */
   stop(): void {
     this.stopped = true;
+    this.headFill = 0;
     this.body = null;
     this.header = null;
   }
 
   push(chunk: Buffer): void {
+    if (this.stopped) return;
     let offset = 0;
     if (this.headFill > 0 || this.body !== null) {
       offset = this.continuePartial(chunk);

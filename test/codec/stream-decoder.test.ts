@@ -422,7 +422,6 @@ describe('PacketStreamDecoder: stop()', () => {
 
   test(
     'stop() while a header is partially buffered: later pushes deliver nothing',
-    { todo: 'lib bug: PacketStreamDecoder.stop() does not reset headFill, so continuePartial() still delivers' },
     () => {
       const p = encodePacket(packet({ payload: Buffer.from('late') }));
       const { decoder, packets } = collect();
