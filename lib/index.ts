@@ -19,3 +19,7 @@ export * from './client/msgtrans-client.js';
 export * from './transport/ws/ws-connection.js';
 export * from './transport/ws/ws-listener.js';
 export * from './transport/ws/ws-protocol.js';
+export * from './transport/quic/quic-connection.js';
+export * from './transport/quic/quic-listener.js';
+export * from './transport/quic/quic-protocol.js';
+export * from './transport/quic/quic-frame-decoder.js';

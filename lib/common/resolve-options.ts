@@ -8,6 +8,7 @@ import type { MsgTransSessionOptions } from '../session/msgtrans-session.js';
 import type { MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
 import { TcpProtocol } from '../transport/tcp/tcp-protocol.js';
 import { WsProtocol } from '../transport/ws/ws-protocol.js';
+import { QuicProtocol } from '../transport/quic/quic-protocol.js';
 
 function invalid(message: string): MsgTransConfigError {
   return new MsgTransConfigError(MsgTransErrorCode.INVALID_OPTION, message);
@@ -48,7 +49,7 @@ export function resolveHeartbeat(options: MsgTransCommonOptions): number {
 /** Built-in protocols plus the caller's, by URL scheme. */
 export function protocolTable(extra: MsgTransProtocol[] = []): Map<string, MsgTransProtocol> {
   const table = new Map<string, MsgTransProtocol>();
-  for (const protocol of [new TcpProtocol(), new WsProtocol(), ...extra]) {
+  for (const protocol of [new TcpProtocol(), new WsProtocol(), new QuicProtocol(), ...extra]) {
     for (const scheme of protocol.schemes) table.set(scheme, protocol);
   }
   return table;

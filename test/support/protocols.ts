@@ -41,4 +41,9 @@ export const PROTOCOL_CASES: ProtocolCase[] = [
     server: (c) => ({ listen: 'wss://127.0.0.1:0/msgtrans', tls: { key: c.serverKey, cert: c.serverCert } }),
     client: (url, c) => ({ url, tls: { ca: c.ca } }),
   },
+  {
+    name: 'quic',
+    server: (c) => ({ listen: 'quic://127.0.0.1:0', tls: { key: c.serverKey, cert: c.serverCert } }),
+    client: (url, c) => ({ url, tls: { ca: c.ca } }),
+  },
 ];

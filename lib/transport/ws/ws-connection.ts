@@ -101,8 +101,15 @@ export class WsConnection implements MsgTransConnection {
   }
 
   private closeWith(code: number, reason: string): void {
-    // close reasons are limited to 123 bytes
-    this.ws.close(code, Buffer.from(reason).subarray(0, 123).toString());
+    // close reasons are limited to 123 bytes; cut on a character boundary
+    let text = reason;
+    while (Buffer.byteLength(text) > 123) text = text.slice(0, -1);
+    try {
+      this.ws.close(code, text);
+    } catch {
+      this.ws.terminate();
+      return;
+    }
     // a peer that never answers the close handshake is cut off
     const timer = setTimeout(() => this.ws.terminate(), 2000);
     timer.unref();

@@ -1,0 +1,148 @@
+import type { QUICConnection, QUICStream } from '@matrixai/quic';
+import { events } from '@matrixai/quic';
+import type { PacketLimits } from '../../codec/packet.js';
+import { decodePacket } from '../../codec/packet-decoder.js';
+import { MsgTransProtocolError } from '../../errors/msgtrans-protocol-error.js';
+import type { MsgTransConnection, MsgTransConnectionSink } from '../msgtrans-connection.interface.js';
+import { WriteQueue } from '../write-queue.js';
+import { encodeFrames, QuicFrameDecoder } from './quic-frame-decoder.js';
+
+/** QUIC application error codes this transport closes with. */
+export const QuicCloseCode = {
+  NORMAL: 0,
+  PROTOCOL_ERROR: 1,
+  INTERNAL_ERROR: 2,
+} as const;
+
+/**
+ * A msgtrans connection over QUIC: every packet of the connection, both ways,
+ * travels on the one bidirectional stream the client opens, each preceded by
+ * its u32 big-endian length.
+ */
+export class QuicConnection implements MsgTransConnection {
+  readonly protocol = 'quic';
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  private sink: MsgTransConnectionSink | null = null;
+  private readonly decoder: QuicFrameDecoder;
+  private readonly writer: WritableStreamDefaultWriter<Uint8Array>;
+  private readonly queue = new WriteQueue((items, bytes) => this.write(encodeFrames(items, bytes)));
+  private lastWrite: Promise<void> = Promise.resolve();
+  private isClosed = false;
+  private closeError: Error | undefined;
+  private told = false;
+
+  /**
+   * @param onClosed releases what owns the connection (the client's UDP
+   * socket); runs once after the connection is gone.
+   */
+  constructor(
+    private readonly connection: QUICConnection,
+    private readonly stream: QUICStream,
+    limits: PacketLimits,
+    private readonly onClosed?: () => void,
+  ) {
+    this.remoteAddress = connection.remoteHost;
+    this.remotePort = connection.remotePort;
+    this.writer = stream.writable.getWriter();
+    this.decoder = new QuicFrameDecoder(limits.maxPacketSize, (frame) =>
+      this.sink?.onPacket(decodePacket(frame, limits)),
+    );
+    connection.addEventListener(
+      events.EventQUICConnectionClose.name,
+      (event: Event) => {
+        this.closeError ??= peerError((event as events.EventQUICConnectionClose).detail);
+        this.finish();
+      },
+      { once: true },
+    );
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  open(sink: MsgTransConnectionSink): void {
+    this.sink = sink;
+    if (this.connection.closed) {
+      this.finish();
+      return;
+    }
+    void this.readLoop();
+  }
+
+  send(packet: Buffer): void {
+    if (!this.isClosed) this.queue.push(packet);
+  }
+
+  close(error?: Error): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.decoder.stop();
+    if (error) {
+      this.closeError = error;
+      this.queue.clear();
+    } else {
+      this.queue.flushNow();
+    }
+    const code = !error
+      ? QuicCloseCode.NORMAL
+      : error instanceof MsgTransProtocolError
+        ? QuicCloseCode.PROTOCOL_ERROR
+        : QuicCloseCode.INTERNAL_ERROR;
+    const reason = Buffer.from((error?.message ?? '').slice(0, 100));
+    // Let queued frames go out before the connection is torn down; force so
+    // that an open stream cannot hold the close forever.
+    void this.lastWrite
+      .catch(() => undefined)
+      .then(() => this.connection.stop({ isApp: true, errorCode: code, reason, force: true }))
+      .catch(() => undefined)
+      .finally(() => this.finish());
+  }
+
+  unwrap<T = unknown>(): T {
+    return this.connection as T;
+  }
+
+  private async readLoop(): Promise<void> {
+    const reader = this.stream.readable.getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || this.isClosed) break;
+        this.decoder.push(value as Buffer);
+      }
+      // the peer ended its side of the stream: the connection has nothing more to say
+      if (!this.isClosed) this.close();
+    } catch (err) {
+      if (!this.isClosed) this.close(err instanceof MsgTransProtocolError ? err : undefined);
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  private write(frames: Buffer): void {
+    this.lastWrite = this.writer.write(frames).catch((err: Error) => {
+      this.closeError ??= err;
+    });
+  }
+
+  private finish(): void {
+    this.isClosed = true;
+    this.decoder.stop();
+    this.queue.clear();
+    if (this.told) return;
+    this.told = true;
+    const sink = this.sink;
+    this.sink = null;
+    sink?.onClose(this.closeError);
+    this.onClosed?.();
+  }
+}
+
+/** A peer's orderly close (application code 0) is not an error. */
+function peerError(error: unknown): Error | undefined {
+  const data = (error as { data?: { isApp?: boolean; errorCode?: number } } | undefined)?.data;
+  if (data?.isApp && data.errorCode === QuicCloseCode.NORMAL) return undefined;
+  return error instanceof Error ? error : undefined;
+}
