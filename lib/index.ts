@@ -1,3 +1,5 @@
+// Decorators in this package (and Nest's) need the Reflect metadata API before anything else loads.
+import 'reflect-metadata';
 export * from './constants.js';
 export * from './errors/index.js';
 export * from './codec/index.js';
@@ -23,3 +25,6 @@ export * from './transport/quic/quic-connection.js';
 export * from './transport/quic/quic-listener.js';
 export * from './transport/quic/quic-protocol.js';
 export * from './transport/quic/quic-frame-decoder.js';
+export * from './server/msgtrans-sessions.js';
+export * from './session/request-observable.js';
+export * from './module/index.js';

@@ -1,10 +1,17 @@
 import { Logger } from '@nestjs/common';
 import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microservices';
 import { InvalidMessageException } from '@nestjs/microservices/errors/invalid-message.exception.js';
-import { connectable, Observable, of, Subject, throwError } from 'rxjs';
-import { MSGTRANS_DEFAULTS } from '../constants.js';
-import { protocolFor, protocolTable, resolveHeartbeat, resolveSessionOptions } from '../common/resolve-options.js';
-import { isBizTypePattern } from '../envelope/route.js';
+import { connectable, filter, map, Observable, of, Subject, throwError } from 'rxjs';
+import { MSGTRANS_DEFAULTS, NO_MESSAGE_HANDLER } from '../constants.js';
+import {
+  assertKnownOptions,
+  protocolFor,
+  protocolTable,
+  resolveHeartbeat,
+  resolveSessionOptions,
+} from '../common/resolve-options.js';
+import { dispatchRoute, toWireRoute } from '../envelope/route.js';
+import { requestObservable } from '../session/request-observable.js';
 import { MsgTransErrorCode } from '../errors/error-codes.js';
 import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
 import { MsgTransStatus, type MsgTransClientEvents } from '../interfaces/msgtrans-events.interface.js';
@@ -19,6 +26,9 @@ import {
 import { parseEndpoint, type MsgTransEndpoint } from '../transport/endpoint.js';
 import { EventListeners } from '../transport/event-listeners.js';
 import type { MsgTransConnectContext, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
+
+/** Answers one request pushed by the server: a value, a Promise or an Observable. */
+export type MsgTransClientRequestHandler = (data: any, message: IncomingMessage) => unknown;
 
 // emit() has already sent by the time anyone subscribes; this is what they see.
 const EMITTED = of(undefined);
@@ -47,12 +57,15 @@ export class MsgTransClient
   private readonly connectContext: MsgTransConnectContext;
   private readonly events = new EventListeners<MsgTransClientEvents>();
   private session: MsgTransSession | null = null;
+  private readonly pushed = new Subject<IncomingMessage>();
+  private readonly answerers = new Map<string, MsgTransClientRequestHandler>();
   private connecting: Promise<MsgTransSession> | null = null;
   // Bumped by close(): a connection that completes after it is discarded.
   private generation = 0;
 
   constructor(protected readonly options: MsgTransClientOptions) {
     super();
+    assertKnownOptions(options, 'client');
     this.endpoint = parseEndpoint(options.url);
     this.protocol = protocolFor(protocolTable(options.protocols), this.endpoint.protocol);
     this.sessionOptions = resolveSessionOptions(options, options.requestTimeout ?? MSGTRANS_DEFAULTS.requestTimeout);
@@ -111,21 +124,9 @@ export class MsgTransClient
    */
   override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
     if (isNil(pattern) || isNil(data)) return throwError(() => new InvalidMessageException());
-    return new Observable<TResult>((subscriber) => {
+    return requestObservable<TResult>(this.sessionOrConnect, () => {
       const packet = this.createPacket(pattern, data);
-      let session: MsgTransSession | null = null;
-      let id = 0;
-      const start = (s: MsgTransSession) => {
-        if (subscriber.closed) return;
-        session = s;
-        id = this.request(s, packet, subscriber);
-      };
-      const live = this.liveSession();
-      if (live) start(live);
-      else this.connect().then(start).catch((err) => subscriber.error(err));
-      return () => {
-        if (id !== 0) session?.cancel(id);
-      };
+      return { wire: toWireRoute(packet.pattern), data: packet.data, metadata: packet.metadata };
     });
   }
 
@@ -172,14 +173,59 @@ export class MsgTransClient
     return session.connection.unwrap<T>();
   }
 
-  /** @internal session callback; server-initiated requests are not served yet. */
-  onRequest(session: MsgTransSession, message: IncomingMessage): void {
-    session.replyError(message, `This client serves no pattern ("${message.route}")`);
+  /**
+   * Events the server pushes with `pattern`, as their data. Hot: only events
+   * arriving while subscribed are seen. Connect first (or send something) so
+   * there is a connection to push on.
+   */
+  incoming<T = unknown>(pattern: unknown): Observable<T> {
+    const route = dispatchRoute(pattern);
+    return this.pushed.pipe(
+      filter((message) => message.route === route),
+      map((message) => message.data as T),
+    );
   }
 
-  /** @internal session callback */
+  /** Every event the server pushes, with its route and metadata. */
+  incomingMessages(): Observable<IncomingMessage> {
+    return this.pushed.asObservable();
+  }
+
+  /**
+   * Answers requests the server sends with `pattern` (`sessions.sendTo`).
+   * The handler may return a value, a Promise or an Observable (a streamed
+   * reply); a throw or rejection becomes an error reply. Returns a function
+   * that removes the handler.
+   */
+  answer(pattern: unknown, handler: MsgTransClientRequestHandler): () => void {
+    const route = dispatchRoute(pattern);
+    this.answerers.set(route, handler);
+    return () => {
+      if (this.answerers.get(route) === handler) this.answerers.delete(route);
+    };
+  }
+
+  /** @internal session callback: a request pushed by the server. */
+  onRequest(session: MsgTransSession, message: IncomingMessage): void {
+    const handler = this.answerers.get(message.route);
+    if (!handler) {
+      session.replyError(message, NO_MESSAGE_HANDLER);
+      return;
+    }
+    new Promise((resolve) => resolve(handler(message.data, message))).then(
+      (result) => session.reply(message, result),
+      (err) => session.replyError(message, err),
+    ).catch((err) => this.logger.error(err));
+  }
+
+  /** @internal session callback: an event pushed by the server. */
   onEvent(_session: MsgTransSession, message: IncomingMessage): void {
-    this.logger.debug?.(`Ignored event "${message.route}" pushed by the server`);
+    this.pushed.next(message);
+  }
+
+  /** Closes the client when Nest shuts the application down. */
+  onApplicationShutdown(): void {
+    this.close();
   }
 
   /** @internal session callback */
@@ -222,20 +268,16 @@ export class MsgTransClient
   }
 
   private request(session: MsgTransSession, packet: ReadPacket, observer: ReplyObserver): number {
-    const pattern = packet.pattern;
-    if (isBizTypePattern(pattern)) return session.request(pattern, undefined, packet.data, packet.metadata, observer);
-    return session.request(0, this.routeOf(pattern), packet.data, packet.metadata, observer);
+    const wire = toWireRoute(packet.pattern);
+    return session.request(wire.bizType, wire.route, packet.data, packet.metadata, observer);
   }
 
   private emitOn(session: MsgTransSession, packet: ReadPacket): void {
-    const pattern = packet.pattern;
-    if (isBizTypePattern(pattern)) session.emit(pattern, undefined, packet.data, packet.metadata);
-    else session.emit(0, this.routeOf(pattern), packet.data, packet.metadata);
+    const wire = toWireRoute(packet.pattern);
+    session.emit(wire.bizType, wire.route, packet.data, packet.metadata);
   }
 
-  private routeOf(pattern: unknown): string {
-    return typeof pattern === 'string' ? pattern : this.normalizePattern(pattern as any);
-  }
+  private readonly sessionOrConnect = (): MsgTransSession | Promise<MsgTransSession> => this.liveSession() ?? this.connect();
 
   private liveSession(): MsgTransSession | null {
     const session = this.session;

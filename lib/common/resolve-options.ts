@@ -20,6 +20,25 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
   return value;
 }
 
+const COMMON_KEYS = ['maxPacketSize', 'maxExtHeaderSize', 'codec', 'compression', 'heartbeatInterval', 'protocols'];
+const KNOWN_KEYS = {
+  server: new Set([...COMMON_KEYS, 'listen', 'tls']),
+  client: new Set([...COMMON_KEYS, 'url', 'tls', 'requestTimeout', 'connectTimeout']),
+};
+
+/**
+ * Rejects options nobody reads: a misspelt `maxPaketSize` silently falling
+ * back to the default is worse than a startup error.
+ */
+export function assertKnownOptions(options: object, kind: keyof typeof KNOWN_KEYS): void {
+  if (options === null || typeof options !== 'object') throw invalid(`${kind} options must be an object`);
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_KEYS[kind].has(key)) {
+      throw invalid(`Unknown ${kind} option "${key}" (known: ${[...KNOWN_KEYS[kind]].join(', ')})`);
+    }
+  }
+}
+
 /** Session settings from server or client options, with defaults filled in and values checked. */
 export function resolveSessionOptions(options: MsgTransCommonOptions, requestTimeout = 0): MsgTransSessionOptions {
   const maxPacketSize = positiveInteger('maxPacketSize', options.maxPacketSize, MSGTRANS_DEFAULTS.maxPacketSize);

@@ -1,3 +1,5 @@
+import { transformPatternToRoute } from '@nestjs/microservices/utils/transform-pattern.utils.js';
+
 /** The wire route for a message: a biz_type, or a route entry in the extension header. */
 export interface WireRoute {
   bizType: number;
@@ -16,4 +18,20 @@ const BIZ_TYPE_ROUTES: readonly string[] = Array.from({ length: 256 }, (_, i) =>
 /** The route a receiver dispatches on when a packet has no `route` entry. */
 export function routeOfBizType(bizType: number): string {
   return BIZ_TYPE_ROUTES[bizType];
+}
+
+/**
+ * How a Nest pattern travels (PROTOCOL.md Part B): integers 0–255 as
+ * biz_type, anything else normalised the way Nest normalises patterns
+ * (objects become their canonical JSON) as the route.
+ */
+export function toWireRoute(pattern: unknown): WireRoute {
+  if (isBizTypePattern(pattern)) return { bizType: pattern, route: undefined };
+  return { bizType: 0, route: typeof pattern === 'string' ? pattern : transformPatternToRoute(pattern as any) };
+}
+
+/** The route string a receiver dispatches on for a pattern: what `toWireRoute` sends, as received. */
+export function dispatchRoute(pattern: unknown): string {
+  const wire = toWireRoute(pattern);
+  return wire.route ?? routeOfBizType(wire.bizType);
 }

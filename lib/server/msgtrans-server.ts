@@ -2,7 +2,13 @@ import { Logger } from '@nestjs/common';
 import type { MessageHandler } from '@nestjs/microservices';
 import { Server, type CustomTransportStrategy } from '@nestjs/microservices';
 import { MSGTRANS_TRANSPORT, NO_MESSAGE_HANDLER } from '../constants.js';
-import { protocolFor, protocolTable, resolveHeartbeat, resolveSessionOptions } from '../common/resolve-options.js';
+import {
+  assertKnownOptions,
+  protocolFor,
+  protocolTable,
+  resolveHeartbeat,
+  resolveSessionOptions,
+} from '../common/resolve-options.js';
 import { MsgTransContext } from '../ctx-host/msgtrans-context.js';
 import { MsgTransErrorCode } from '../errors/error-codes.js';
 import { MsgTransConfigError } from '../errors/msgtrans-config-error.js';
@@ -19,6 +25,7 @@ import {
   type MsgTransSessionOptions,
 } from '../session/msgtrans-session.js';
 import { parseEndpoint } from '../transport/endpoint.js';
+import { MsgTransSessions } from './msgtrans-sessions.js';
 import { EventListeners } from '../transport/event-listeners.js';
 import type {
   MsgTransConnection,
@@ -52,7 +59,8 @@ export class MsgTransServer
   protected override readonly logger = new Logger(MsgTransServer.name);
   private readonly sessionOptions: MsgTransSessionOptions;
   private readonly listeners: MsgTransListener[];
-  private readonly sessions = new Map<string, MsgTransSession>();
+  /** Open sessions, rooms and server push. */
+  readonly sessions = new MsgTransSessions();
   private readonly events = new EventListeners<MsgTransServerEvents>();
   private readonly routeCache = new Map<string, MessageHandler | null>();
   private boundAddresses: MsgTransListenerAddress[] = [];
@@ -60,6 +68,7 @@ export class MsgTransServer
 
   constructor(private readonly options: MsgTransServerOptions) {
     super();
+    assertKnownOptions(options, 'server');
     this.sessionOptions = resolveSessionOptions(options);
     this.listeners = this.createListeners(options);
   }
@@ -95,8 +104,7 @@ export class MsgTransServer
   async close(): Promise<void> {
     this.accepting = false;
     await Promise.all(this.listeners.map((l) => l.close()));
-    for (const session of [...this.sessions.values()]) session.close();
-    this.sessions.clear();
+    for (const session of this.sessions.all()) session.close();
     this._status$.next(MsgTransStatus.DISCONNECTED);
   }
 
@@ -107,7 +115,7 @@ export class MsgTransServer
 
   /** Sessions currently open, by id. */
   getSessions(): ReadonlyMap<string, MsgTransSession> {
-    return this.sessions;
+    return new Map(this.sessions.all().map((s) => [s.id, s]));
   }
 
   on<K extends keyof MsgTransServerEvents>(event: K, callback: MsgTransServerEvents[K]): void {
@@ -162,7 +170,7 @@ export class MsgTransServer
 
   /** @internal session callback */
   onClose(session: MsgTransSession, error: Error | undefined): void {
-    this.sessions.delete(session.id);
+    this.sessions.remove(session, error);
     if (error instanceof MsgTransProtocolError) {
       const peer = session.connection.remoteAddress ?? session.protocol;
       this.logger.warn(`Closed session ${session.id} (${session.protocol} ${peer}): [${error.code}] ${error.message}`);
@@ -200,7 +208,7 @@ export class MsgTransServer
     const session = new MsgTransSession(connection, this.sessionOptions, this);
     // a connection may die before open() returns; then onClose has already run
     if (session.closed) return;
-    this.sessions.set(session.id, session);
+    this.sessions.add(session);
     this.events.emit('connect', session);
   }
 

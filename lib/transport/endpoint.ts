@@ -45,6 +45,9 @@ function invalid(message: string): MsgTransConfigError {
 
 /** Parses a URL string or endpoint object; throws {@link MsgTransConfigError} on nonsense. */
 export function parseEndpoint(input: string | MsgTransEndpointOptions): MsgTransEndpoint {
+  if (input === undefined || input === null || (typeof input !== 'string' && typeof input !== 'object')) {
+    throw invalid('An endpoint URL (e.g. tcp://127.0.0.1:8001) or endpoint object is required');
+  }
   const options: MsgTransEndpointOptions = typeof input === 'string' ? { url: input } : input;
   let protocol = options.protocol;
   let host = options.host;

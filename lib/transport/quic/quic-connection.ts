@@ -26,7 +26,7 @@ export class QuicConnection implements MsgTransConnection {
   private sink: MsgTransConnectionSink | null = null;
   private readonly decoder: QuicFrameDecoder;
   private readonly writer: WritableStreamDefaultWriter<Uint8Array>;
-  private readonly queue = new WriteQueue((items, bytes) => this.write(encodeFrames(items, bytes)));
+  private readonly queue = new WriteQueue((items, bytes) => this.writeFrames(encodeFrames(items, bytes)));
   private lastWrite: Promise<void> = Promise.resolve();
   private isClosed = false;
   private closeError: Error | undefined;
@@ -121,7 +121,8 @@ export class QuicConnection implements MsgTransConnection {
     }
   }
 
-  private write(frames: Buffer): void {
+  /** Writes bytes that are already framed, bypassing the queue. */
+  writeFrames(frames: Buffer): void {
     this.lastWrite = this.writer.write(frames).catch((err: Error) => {
       this.closeError ??= err;
     });

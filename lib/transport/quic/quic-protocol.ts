@@ -19,6 +19,9 @@ import { clientCrypto, pemList, verifyCallback } from './quic-tls.js';
 /** The ALPN msgtrans uses over QUIC unless configured otherwise. */
 export const MSGTRANS_ALPN = 'msgtrans';
 
+// u32 length 16, then a one-way packet: flags CANCEL, message id 0, nothing else.
+const STREAM_OPENER = Buffer.from([0, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80]);
+
 /** Options of the QUIC protocol. */
 export interface QuicProtocolOptions {
   /** Application protocol (ALPN) offered and required. Default `msgtrans`. */
@@ -78,9 +81,15 @@ export class QuicProtocol implements MsgTransProtocol {
       });
     }
     // PROTOCOL.md: the client opens the one stream right after the handshake.
+    // A QUIC stream exists for the peer only once bytes flow on it, so a
+    // client that only waits for pushes would stay invisible: announce the
+    // stream with a CANCEL for message id 0, which no request ever has, so
+    // every receiver ignores it.
     const stream = client.connection.newStream('bidi');
     const release = () => void client.destroy({ force: true }).catch(() => undefined);
     client.addEventListener(events.EventQUICClientError.name, () => undefined);
-    return new QuicConnection(client.connection, stream, context.limits, release);
+    const connection = new QuicConnection(client.connection, stream, context.limits, release);
+    connection.writeFrames(STREAM_OPENER);
+    return connection;
   }
 }

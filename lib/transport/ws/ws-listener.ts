@@ -59,7 +59,13 @@ export class WsListener implements MsgTransListener {
       });
     };
     server.on('upgrade', this.onUpgrade);
-    if (!this.ownsServer) return Promise.resolve(this.addressOf(server));
+    if (!this.ownsServer) {
+      const address = this.addressOf(server);
+      // A Nest hybrid app starts its microservices before the HTTP server listens:
+      // report the real port once it is known (the same object is handed out).
+      if (!server.listening) server.once('listening', () => Object.assign(address, this.addressOf(server)));
+      return Promise.resolve(address);
+    }
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => {
         server.off('upgrade', this.onUpgrade!);
