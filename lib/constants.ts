@@ -12,6 +12,10 @@ export const MSGTRANS_DEFAULTS = {
   connectTimeout: 10_000,
   /** ms between liveness probes (WebSocket ping, QUIC keep-alive); a peer silent for two intervals is dropped. */
   heartbeatInterval: 15_000,
+  /** Client: automatic reconnection after a drop. */
+  reconnect: { initialDelay: 100, maxDelay: 5000, factor: 2, jitter: 0.2, maxAttempts: Infinity },
+  /** Client: calls that may wait for a (re)connection at once. */
+  maxQueuedCalls: 10_000,
   /** Payloads at least this large are compressed, when compression is configured. */
   compressionThreshold: 1024,
 } as const;

@@ -15,7 +15,7 @@ import { requestObservable } from '../session/request-observable.js';
 import { MsgTransErrorCode } from '../errors/error-codes.js';
 import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
 import { MsgTransStatus, type MsgTransClientEvents } from '../interfaces/msgtrans-events.interface.js';
-import type { MsgTransClientOptions } from '../interfaces/msgtrans-options.interface.js';
+import type { MsgTransClientOptions, MsgTransReconnectOptions } from '../interfaces/msgtrans-options.interface.js';
 import type { IncomingMessage } from '../session/incoming-message.interface.js';
 import {
   MsgTransSession,
@@ -25,6 +25,7 @@ import {
 } from '../session/msgtrans-session.js';
 import { parseEndpoint, type MsgTransEndpoint } from '../transport/endpoint.js';
 import { EventListeners } from '../transport/event-listeners.js';
+import type { MsgTransConnection } from '../transport/msgtrans-connection.interface.js';
 import type { MsgTransConnectContext, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
 
 /** Answers one request pushed by the server: a value, a Promise or an Observable. */
@@ -62,6 +63,12 @@ export class MsgTransClient
   private connecting: Promise<MsgTransSession> | null = null;
   // Bumped by close(): a connection that completes after it is discarded.
   private generation = 0;
+  private readonly reconnectPolicy: Required<MsgTransReconnectOptions> | null;
+  private readonly whileDisconnected: 'wait' | 'fail';
+  private readonly maxQueuedCalls: number;
+  private waitingCalls = 0;
+  // Set while a reconnection loop runs; ends it (rejecting whoever waits).
+  private stopReconnecting: ((error: Error) => void) | null = null;
 
   constructor(protected readonly options: MsgTransClientOptions) {
     super();
@@ -75,6 +82,9 @@ export class MsgTransClient
       connectTimeout: options.connectTimeout ?? MSGTRANS_DEFAULTS.connectTimeout,
       heartbeatInterval: resolveHeartbeat(options),
     };
+    this.reconnectPolicy = options.reconnect === false ? null : { ...MSGTRANS_DEFAULTS.reconnect, ...options.reconnect };
+    this.whileDisconnected = options.whileDisconnected ?? 'wait';
+    this.maxQueuedCalls = options.maxQueuedCalls ?? MSGTRANS_DEFAULTS.maxQueuedCalls;
   }
 
   /** Connects (once; concurrent callers share the attempt) and resolves with the session. */
@@ -84,19 +94,7 @@ export class MsgTransClient
     if (this.connecting) return this.connecting;
     const generation = this.generation;
     const attempt = this.protocol.connect(this.endpoint, this.connectContext).then(
-      (connection) => {
-        if (generation !== this.generation) {
-          connection.close();
-          throw this.closedError();
-        }
-        const session = new MsgTransSession(connection, this.sessionOptions, this);
-        if (session.closed) throw new MsgTransConnectionError(MsgTransErrorCode.CONNECT_FAILED, 'Connection closed at once');
-        this.connecting = null;
-        this.session = session;
-        this._status$.next(MsgTransStatus.CONNECTED);
-        this.events.emit('connect', session);
-        return session;
-      },
+      (connection) => this.establish(connection, generation),
       (err: Error) => {
         if (generation === this.generation) this.connecting = null;
         this.events.emit('error', err);
@@ -107,10 +105,11 @@ export class MsgTransClient
     return attempt;
   }
 
-  /** Closes the connection; pending requests fail with `ERR_MSGTRANS_CLIENT_CLOSED`. */
+  /** Closes the connection; pending and waiting requests fail with `ERR_MSGTRANS_CLIENT_CLOSED`. */
   close(): void {
     this.generation++;
     this.connecting = null;
+    this.stopReconnecting?.(this.closedError());
     const session = this.session;
     this.session = null;
     session?.close(undefined, this.closedError());
@@ -238,6 +237,7 @@ export class MsgTransClient
       this.events.emit('error', error);
     }
     this.events.emit('disconnect', error);
+    this.reconnect();
   }
 
   protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {
@@ -249,7 +249,7 @@ export class MsgTransClient
     let session: MsgTransSession | null = null;
     let id = 0;
     let cancelled = false;
-    this.connect()
+    Promise.resolve(this.sessionOrConnect())
       .then((s) => {
         if (cancelled) return;
         session = s;
@@ -263,7 +263,7 @@ export class MsgTransClient
   }
 
   protected async dispatchEvent<T = any>(packet: ReadPacket): Promise<T> {
-    this.emitOn(await this.connect(), packet);
+    this.emitOn(await this.sessionOrConnect(), packet);
     return undefined as T;
   }
 
@@ -277,7 +277,114 @@ export class MsgTransClient
     session.emit(wire.bizType, wire.route, packet.data, packet.metadata);
   }
 
-  private readonly sessionOrConnect = (): MsgTransSession | Promise<MsgTransSession> => this.liveSession() ?? this.connect();
+  /** The live session, or a promise of one: connecting, or waiting out a reconnection within bounds. */
+  private readonly sessionOrConnect = (): MsgTransSession | Promise<MsgTransSession> => {
+    const live = this.liveSession();
+    if (live) return live;
+    if (!this.stopReconnecting) return this.connect();
+    if (this.whileDisconnected === 'fail') {
+      return Promise.reject(
+        new MsgTransConnectionError(MsgTransErrorCode.CONNECTION_CLOSED, `Not connected to ${this.describeEndpoint()} (reconnecting)`),
+      );
+    }
+    if (this.waitingCalls >= this.maxQueuedCalls) {
+      return Promise.reject(
+        new MsgTransConnectionError(MsgTransErrorCode.QUEUE_FULL, `${this.waitingCalls} calls already wait for a connection`),
+      );
+    }
+    this.waitingCalls++;
+    return new Promise<MsgTransSession>((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new MsgTransConnectionError(
+              MsgTransErrorCode.CONNECT_FAILED,
+              `Still reconnecting to ${this.describeEndpoint()} after ${this.connectContext.connectTimeout} ms`,
+            ),
+          ),
+        this.connectContext.connectTimeout,
+      );
+      (this.connecting ?? this.connect()).then(resolve, reject).finally(() => {
+        clearTimeout(timer);
+        this.waitingCalls--;
+      });
+    });
+  };
+
+  /** Turns a fresh connection into the client's session (unless close() came first). */
+  private establish(connection: MsgTransConnection, generation: number): MsgTransSession {
+    if (generation !== this.generation) {
+      connection.close();
+      throw this.closedError();
+    }
+    const session = new MsgTransSession(connection, this.sessionOptions, this);
+    if (session.closed) throw new MsgTransConnectionError(MsgTransErrorCode.CONNECT_FAILED, 'Connection closed at once');
+    this.connecting = null;
+    this.session = session;
+    this._status$.next(MsgTransStatus.CONNECTED);
+    this.events.emit('connect', session);
+    return session;
+  }
+
+  /**
+   * Retries with exponential backoff and jitter until connected, closed, or
+   * out of attempts. Calls made meanwhile wait on `this.connecting`.
+   */
+  private reconnect(): void {
+    const policy = this.reconnectPolicy;
+    if (!policy || this.stopReconnecting) return;
+    const generation = this.generation;
+    this._status$.next(MsgTransStatus.RECONNECTING);
+    let attempt = 0;
+    let timer: NodeJS.Timeout | null = null;
+    let settle!: { resolve: (s: MsgTransSession) => void; reject: (e: Error) => void };
+    const done = new Promise<MsgTransSession>((resolve, reject) => (settle = { resolve, reject }));
+    // nobody may be waiting; the rejection is still observed by callers that are
+    done.catch(() => undefined);
+    const finish = () => {
+      if (timer) clearTimeout(timer);
+      this.stopReconnecting = null;
+      if (this.connecting === done) this.connecting = null;
+    };
+    this.stopReconnecting = (error) => {
+      finish();
+      settle.reject(error);
+    };
+    const schedule = () => {
+      const base = Math.min(policy.maxDelay, policy.initialDelay * policy.factor ** attempt);
+      const delay = base * (1 + policy.jitter * (2 * Math.random() - 1));
+      timer = setTimeout(tryOnce, Math.max(0, delay));
+      // a client waiting to reconnect must not keep the process alive by itself
+      timer.unref();
+    };
+    const tryOnce = () => {
+      timer = null;
+      attempt++;
+      this.protocol.connect(this.endpoint, this.connectContext).then(
+        (connection) => {
+          if (generation !== this.generation) {
+            connection.close();
+            return;
+          }
+          finish();
+          settle.resolve(this.establish(connection, generation));
+        },
+        (err: Error) => {
+          if (generation !== this.generation) return;
+          this.events.emit('error', err);
+          if (attempt >= policy.maxAttempts) {
+            finish();
+            this._status$.next(MsgTransStatus.DISCONNECTED);
+            settle.reject(err);
+            return;
+          }
+          schedule();
+        },
+      );
+    };
+    this.connecting = done;
+    schedule();
+  }
 
   private liveSession(): MsgTransSession | null {
     const session = this.session;

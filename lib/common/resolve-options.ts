@@ -23,7 +23,16 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
 const COMMON_KEYS = ['maxPacketSize', 'maxExtHeaderSize', 'codec', 'compression', 'heartbeatInterval', 'protocols'];
 const KNOWN_KEYS = {
   server: new Set([...COMMON_KEYS, 'listen', 'tls']),
-  client: new Set([...COMMON_KEYS, 'url', 'tls', 'requestTimeout', 'connectTimeout']),
+  client: new Set([
+    ...COMMON_KEYS,
+    'url',
+    'tls',
+    'requestTimeout',
+    'connectTimeout',
+    'reconnect',
+    'whileDisconnected',
+    'maxQueuedCalls',
+  ]),
 };
 
 /**

@@ -37,6 +37,8 @@ export const MsgTransErrorCode = {
   CONNECTION_CLOSED: 'ERR_MSGTRANS_CONNECTION_CLOSED',
   /** The client was closed by the application while a request was pending. */
   CLIENT_CLOSED: 'ERR_MSGTRANS_CLIENT_CLOSED',
+  /** Too many calls are waiting for the client to (re)connect. */
+  QUEUE_FULL: 'ERR_MSGTRANS_QUEUE_FULL',
   /** The connection could not be established. */
   CONNECT_FAILED: 'ERR_MSGTRANS_CONNECT_FAILED',
   /** No reply arrived within the request timeout. */

@@ -27,5 +27,7 @@ export type MsgTransClientEvents = {
 export const MsgTransStatus = {
   CONNECTED: 'connected',
   DISCONNECTED: 'disconnected',
+  /** Client only: the connection dropped and automatic reconnection is under way. */
+  RECONNECTING: 'reconnecting',
 } as const;
 export type MsgTransStatus = (typeof MsgTransStatus)[keyof typeof MsgTransStatus];

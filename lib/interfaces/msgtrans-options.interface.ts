@@ -51,6 +51,24 @@ export interface MsgTransServerOptions extends MsgTransCommonOptions {
   tls?: MsgTransTlsOptions;
 }
 
+/**
+ * Automatic reconnection after a connection that was up goes away. Delays
+ * grow exponentially from `initialDelay` to `maxDelay`, each randomised by
+ * ±`jitter` so that many clients do not reconnect in lockstep.
+ */
+export interface MsgTransReconnectOptions {
+  /** ms before the first attempt. Default 100. */
+  initialDelay?: number;
+  /** Largest ms between attempts. Default 5000. */
+  maxDelay?: number;
+  /** Growth of the delay per attempt. Default 2. */
+  factor?: number;
+  /** Random spread of each delay, as a fraction (0.2 = ±20%). Default 0.2. */
+  jitter?: number;
+  /** Attempts before giving up (the next call then tries once more). Default: unlimited. */
+  maxAttempts?: number;
+}
+
 /** Options of {@link MsgTransClient}. */
 export interface MsgTransClientOptions extends MsgTransCommonOptions {
   /** Where to connect, e.g. `'tcp://127.0.0.1:8001'` or `'tls://service:8443'`. */
@@ -61,4 +79,15 @@ export interface MsgTransClientOptions extends MsgTransCommonOptions {
   requestTimeout?: number;
   /** ms to establish the connection. Default 10000. */
   connectTimeout?: number;
+  /** Reconnect automatically after a drop (see {@link MsgTransReconnectOptions}), or `false`. Default: on. */
+  reconnect?: MsgTransReconnectOptions | false;
+  /**
+   * What calls do while the client is reconnecting: `'wait'` for the
+   * connection (at most `connectTimeout` ms, at most `maxQueuedCalls` of
+   * them), or `'fail'` at once with `ERR_MSGTRANS_CONNECTION_CLOSED`.
+   * Default `'wait'`.
+   */
+  whileDisconnected?: 'wait' | 'fail';
+  /** Calls allowed to wait for a connection; more fail with `ERR_MSGTRANS_QUEUE_FULL`. Default 10000. */
+  maxQueuedCalls?: number;
 }
