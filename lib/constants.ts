@@ -6,6 +6,18 @@ export const MSGTRANS_DEFAULTS = {
   maxPacketSize: 16 * 1024 * 1024,
   /** Largest extension header accepted: 16 KiB (the wire allows 64 KiB). */
   maxExtHeaderSize: 16 * 1024,
+  /** Server: sessions held at once; more connections are refused. */
+  maxConnections: 10_000,
+  /** Requests from one peer being answered at once; more closes that connection. */
+  maxInFlight: 4096,
+  /** ms a packet may take from its first byte to its last; a stalled one closes the connection. */
+  incompleteMessageTimeout: 30_000,
+  /** Unsent bytes queued for one peer before it counts as not reading and is dropped (reading pauses at half). */
+  maxSendBufferSize: 8 * 1024 * 1024,
+  /** Server: ms close() waits for requests in flight before ending connections. */
+  shutdownTimeout: 5_000,
+  /** Server with `authenticate`: ms to wait for a client's credentials before deciding without them. */
+  authTimeout: 5_000,
   /** Client: ms a request waits for its reply, or for the next value of a stream. 0 disables. */
   requestTimeout: 30_000,
   /** Client: ms to establish a connection. */

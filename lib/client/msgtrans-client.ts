@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microservices';
 import { InvalidMessageException } from '@nestjs/microservices/errors/invalid-message.exception.js';
-import { connectable, filter, map, Observable, of, Subject, throwError } from 'rxjs';
+import { connectable, filter, firstValueFrom, map, Observable, of, Subject, throwError } from 'rxjs';
 import { MSGTRANS_DEFAULTS, NO_MESSAGE_HANDLER } from '../constants.js';
 import {
   assertKnownOptions,
@@ -12,6 +12,7 @@ import {
 } from '../common/resolve-options.js';
 import { dispatchRoute, toWireRoute } from '../envelope/route.js';
 import { requestObservable } from '../session/request-observable.js';
+import { AUTH_ROUTE } from '../server/session-authenticator.js';
 import { MsgTransErrorCode } from '../errors/error-codes.js';
 import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
 import { MsgTransStatus, type MsgTransClientEvents } from '../interfaces/msgtrans-events.interface.js';
@@ -93,14 +94,14 @@ export class MsgTransClient
     if (live) return Promise.resolve(live);
     if (this.connecting) return this.connecting;
     const generation = this.generation;
-    const attempt = this.protocol.connect(this.endpoint, this.connectContext).then(
-      (connection) => this.establish(connection, generation),
-      (err: Error) => {
-        if (generation === this.generation) this.connecting = null;
+    const attempt: Promise<MsgTransSession> = this.protocol
+      .connect(this.endpoint, this.connectContext)
+      .then((connection) => this.establish(connection, generation))
+      .catch((err: Error) => {
+        if (this.connecting === attempt) this.connecting = null;
         this.events.emit('error', err);
         throw err;
-      },
-    );
+      });
     this.connecting = attempt;
     return attempt;
   }
@@ -311,14 +312,45 @@ export class MsgTransClient
     });
   };
 
-  /** Turns a fresh connection into the client's session (unless close() came first). */
-  private establish(connection: MsgTransConnection, generation: number): MsgTransSession {
+  /**
+   * Turns a fresh connection into the client's session (unless close() came
+   * first), after presenting `credentials` when there are any.
+   */
+  private establish(connection: MsgTransConnection, generation: number): MsgTransSession | Promise<MsgTransSession> {
     if (generation !== this.generation) {
       connection.close();
       throw this.closedError();
     }
     const session = new MsgTransSession(connection, this.sessionOptions, this);
     if (session.closed) throw new MsgTransConnectionError(MsgTransErrorCode.CONNECT_FAILED, 'Connection closed at once');
+    const credentials = this.options.credentials;
+    if (credentials === undefined) return this.activate(session);
+    const auth = requestObservable(session, () => ({
+      wire: { bizType: 0, route: AUTH_ROUTE },
+      data: credentials,
+      metadata: undefined,
+    }));
+    return firstValueFrom(auth).then(
+      () => {
+        if (generation !== this.generation) {
+          session.close();
+          throw this.closedError();
+        }
+        return this.activate(session);
+      },
+      (err: unknown) => {
+        session.close();
+        const reason = err instanceof Error ? err.message : ((err as { message?: string })?.message ?? String(err));
+        throw new MsgTransConnectionError(
+          MsgTransErrorCode.AUTH_FAILED,
+          `${this.describeEndpoint()} refused the credentials: ${reason}`,
+          { cause: err },
+        );
+      },
+    );
+  }
+
+  private activate(session: MsgTransSession): MsgTransSession {
     this.connecting = null;
     this.session = session;
     this._status$.next(MsgTransStatus.CONNECTED);
@@ -367,7 +399,13 @@ export class MsgTransClient
             return;
           }
           finish();
-          settle.resolve(this.establish(connection, generation));
+          Promise.resolve()
+            .then(() => this.establish(connection, generation))
+            .then(settle.resolve, (err: Error) => {
+              this.events.emit('error', err);
+              this._status$.next(MsgTransStatus.DISCONNECTED);
+              settle.reject(err);
+            });
         },
         (err: Error) => {
           if (generation !== this.generation) return;

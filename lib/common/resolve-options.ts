@@ -20,9 +20,19 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
   return value;
 }
 
-const COMMON_KEYS = ['maxPacketSize', 'maxExtHeaderSize', 'codec', 'compression', 'heartbeatInterval', 'protocols'];
+const COMMON_KEYS = [
+  'maxPacketSize',
+  'maxExtHeaderSize',
+  'codec',
+  'compression',
+  'heartbeatInterval',
+  'protocols',
+  'incompleteMessageTimeout',
+  'maxSendBufferSize',
+  'maxInFlight',
+];
 const KNOWN_KEYS = {
-  server: new Set([...COMMON_KEYS, 'listen', 'tls']),
+  server: new Set([...COMMON_KEYS, 'listen', 'tls', 'maxConnections', 'shutdownTimeout', 'authenticate', 'authTimeout']),
   client: new Set([
     ...COMMON_KEYS,
     'url',
@@ -32,6 +42,7 @@ const KNOWN_KEYS = {
     'reconnect',
     'whileDisconnected',
     'maxQueuedCalls',
+    'credentials',
   ]),
 };
 
@@ -62,7 +73,17 @@ export function resolveSessionOptions(options: MsgTransCommonOptions, requestTim
     };
   }
   return {
-    limits: { maxPacketSize, maxExtHeaderSize },
+    limits: {
+      maxPacketSize,
+      maxExtHeaderSize,
+      incompleteMessageTimeout: positiveInteger(
+        'incompleteMessageTimeout',
+        options.incompleteMessageTimeout,
+        MSGTRANS_DEFAULTS.incompleteMessageTimeout,
+      ),
+      maxSendBufferSize: positiveInteger('maxSendBufferSize', options.maxSendBufferSize, MSGTRANS_DEFAULTS.maxSendBufferSize),
+    },
+    maxInFlight: positiveInteger('maxInFlight', options.maxInFlight, MSGTRANS_DEFAULTS.maxInFlight),
     codec: options.codec ?? new JsonCodec(),
     compression,
     requestTimeout: positiveInteger('requestTimeout', requestTimeout, 0),

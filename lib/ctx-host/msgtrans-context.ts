@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import { BaseRpcContext } from '@nestjs/microservices';
 import type { IncomingMessage } from '../session/incoming-message.interface.js';
 import type { MsgTransSession } from '../session/msgtrans-session.js';
@@ -56,6 +57,16 @@ export class MsgTransContext extends BaseRpcContext<MsgTransContextArgs> {
   /** The packet's flags word. */
   getFlags(): number {
     return this.args[1].flags;
+  }
+
+  /** What the server's `authenticate` hook returned for this connection. */
+  getPrincipal<T = unknown>(): T {
+    return this.args[0].principal as T;
+  }
+
+  /** The certificate the client presented (mutual TLS), if any. `subject` names it. */
+  getPeerCertificate(): X509Certificate | undefined {
+    return this.args[0].connection.peerCertificate;
   }
 
   /** Extension-header entries other than `route`: what the client's dispatch hook set. */

@@ -31,6 +31,18 @@ export const MsgTransErrorCode = {
   DECOMPRESSED_TOO_LARGE: 'ERR_MSGTRANS_DECOMPRESSED_TOO_LARGE',
   /** zstd was asked for but neither Node nor the `zstd-napi` binding provides it. */
   ZSTD_UNAVAILABLE: 'ERR_MSGTRANS_ZSTD_UNAVAILABLE',
+  /** A packet began arriving but did not complete within `incompleteMessageTimeout`. */
+  INCOMPLETE_TIMEOUT: 'ERR_MSGTRANS_INCOMPLETE_TIMEOUT',
+  /** The peer does not read: more than `maxSendBufferSize` bytes wait to be sent to it. */
+  SEND_BUFFER_FULL: 'ERR_MSGTRANS_SEND_BUFFER_FULL',
+  /** The peer has more than `maxInFlight` requests being answered at once. */
+  TOO_MANY_IN_FLIGHT: 'ERR_MSGTRANS_TOO_MANY_IN_FLIGHT',
+  /** The server already holds `maxConnections` sessions. */
+  TOO_MANY_CONNECTIONS: 'ERR_MSGTRANS_TOO_MANY_CONNECTIONS',
+  /** The server is shutting down and takes no new requests. */
+  SHUTTING_DOWN: 'ERR_MSGTRANS_SHUTTING_DOWN',
+  /** The server's `authenticate` hook refused the connection. */
+  AUTH_FAILED: 'ERR_MSGTRANS_AUTH_FAILED',
   /** Metadata that cannot travel in the extension header (bad key, `route`). */
   INVALID_METADATA: 'ERR_MSGTRANS_INVALID_METADATA',
   /** The connection closed while a request was waiting for its reply. */

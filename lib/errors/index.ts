@@ -4,3 +4,4 @@ export * from './msgtrans-protocol-error.js';
 export * from './msgtrans-connection-error.js';
 export * from './msgtrans-timeout-error.js';
 export * from './msgtrans-config-error.js';
+export * from './msgtrans-limit-error.js';

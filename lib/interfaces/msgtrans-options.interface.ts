@@ -4,6 +4,7 @@ import type { MsgTransEndpointOptions } from '../transport/endpoint.js';
 import type { MsgTransListener } from '../transport/msgtrans-connection.interface.js';
 import type { MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
 import type { MsgTransTlsOptions } from '../transport/tls-options.interface.js';
+import type { MsgTransAuthenticate } from '../server/session-authenticator.js';
 
 /** Payload compression for packets this side sends. Receiving always accepts zlib and zstd. */
 export interface MsgTransCompressionOptions {
@@ -26,6 +27,16 @@ export interface MsgTransCommonOptions {
   codec?: MsgTransCodec;
   /** Compress outgoing payloads. Default: off. */
   compression?: MsgTransCompressionOptions;
+  /** ms from a packet's first byte to its last; a peer that stalls mid-packet is dropped. 0 disables. Default 30000. */
+  incompleteMessageTimeout?: number;
+  /**
+   * Unsent bytes allowed to wait for one peer. Past half of it the
+   * connection stops reading (backpressure); past all of it the peer counts
+   * as not reading and is dropped. Default 8 MiB.
+   */
+  maxSendBufferSize?: number;
+  /** Requests from the peer being answered at once; one more closes the connection. Default 4096. */
+  maxInFlight?: number;
   /**
    * ms between liveness probes: WebSocket ping/pong, QUIC keep-alive. A peer
    * that stays silent for a whole interval after a probe is dropped. 0
@@ -49,6 +60,18 @@ export interface MsgTransServerOptions extends MsgTransCommonOptions {
   listen: MsgTransListenInput | MsgTransListenInput[];
   /** Certificate and key for every TLS endpoint (an endpoint's own `tls` overrides it). */
   tls?: MsgTransTlsOptions;
+  /** Sessions held at once; further connections are refused (and counted). Default 10000. */
+  maxConnections?: number;
+  /** ms `close()` waits for requests in flight before ending connections. Default 5000. */
+  shutdownTimeout?: number;
+  /**
+   * Decides who may talk to handlers (see {@link MsgTransAuthenticate}). Until
+   * it accepts a connection, nothing the connection sends reaches a handler.
+   * Default: everyone is accepted.
+   */
+  authenticate?: MsgTransAuthenticate;
+  /** ms to wait for a client's credentials before calling `authenticate` without them. Default 5000. */
+  authTimeout?: number;
 }
 
 /**
@@ -79,6 +102,12 @@ export interface MsgTransClientOptions extends MsgTransCommonOptions {
   requestTimeout?: number;
   /** ms to establish the connection. Default 10000. */
   connectTimeout?: number;
+  /**
+   * Sent first on every connection (a `msgtrans.auth` request) for the
+   * server's `authenticate` hook, e.g. `{ token }`. A refusal fails
+   * `connect()` and the calls waiting on it with `ERR_MSGTRANS_AUTH_FAILED`.
+   */
+  credentials?: unknown;
   /** Reconnect automatically after a drop (see {@link MsgTransReconnectOptions}), or `false`. Default: on. */
   reconnect?: MsgTransReconnectOptions | false;
   /**

@@ -1,7 +1,11 @@
 import { Logger } from '@nestjs/common';
 import type { MessageHandler } from '@nestjs/microservices';
 import { Server, type CustomTransportStrategy } from '@nestjs/microservices';
-import { MSGTRANS_TRANSPORT, NO_MESSAGE_HANDLER } from '../constants.js';
+import { MSGTRANS_DEFAULTS, MSGTRANS_TRANSPORT, NO_MESSAGE_HANDLER } from '../constants.js';
+import { PacketType } from '../codec/packet.js';
+import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
+import type { MsgTransError } from '../errors/msgtrans-error.js';
+import { MsgTransLimitError } from '../errors/msgtrans-limit-error.js';
 import {
   assertKnownOptions,
   protocolFor,
@@ -26,6 +30,7 @@ import {
 } from '../session/msgtrans-session.js';
 import { parseEndpoint } from '../transport/endpoint.js';
 import { MsgTransSessions } from './msgtrans-sessions.js';
+import { SessionAuthenticator } from './session-authenticator.js';
 import { EventListeners } from '../transport/event-listeners.js';
 import type {
   MsgTransConnection,
@@ -36,6 +41,11 @@ import type {
 // Distinct routes remembered by the handler lookup; past this, lookups still
 // work but are not cached, so a peer sending random routes cannot grow memory.
 const ROUTE_CACHE_LIMIT = 10_000;
+
+/** Errors that mean the peer misbehaved (as opposed to going away). */
+function isViolation(error: Error | undefined): error is MsgTransError {
+  return error instanceof MsgTransProtocolError || error instanceof MsgTransLimitError;
+}
 
 function isListener(input: MsgTransListenInput): input is MsgTransListener {
   return typeof input === 'object' && typeof (input as MsgTransListener).listen === 'function';
@@ -65,12 +75,29 @@ export class MsgTransServer
   private readonly routeCache = new Map<string, MessageHandler | null>();
   private boundAddresses: MsgTransListenerAddress[] = [];
   private accepting = false;
+  private draining = false;
+  private readonly maxConnections: number;
+  private readonly shutdownTimeout: number;
+  private readonly authenticator: SessionAuthenticator | null;
+  // sessions waiting for the authenticate hook: not yet in `sessions`
+  private readonly held = new Set<MsgTransSession>();
+  private readonly violationCounts = new Map<string, number>();
 
   constructor(private readonly options: MsgTransServerOptions) {
     super();
     assertKnownOptions(options, 'server');
     this.sessionOptions = resolveSessionOptions(options);
     this.listeners = this.createListeners(options);
+    this.maxConnections = options.maxConnections ?? MSGTRANS_DEFAULTS.maxConnections;
+    this.shutdownTimeout = options.shutdownTimeout ?? MSGTRANS_DEFAULTS.shutdownTimeout;
+    this.authenticator = options.authenticate
+      ? new SessionAuthenticator(
+          options.authenticate,
+          options.authTimeout ?? MSGTRANS_DEFAULTS.authTimeout,
+          (session, queued) => this.admit(session, queued),
+          (session, reason) => this.countViolation(session, new MsgTransConnectionError(MsgTransErrorCode.AUTH_FAILED, reason)),
+        )
+      : null;
   }
 
   /**
@@ -100,12 +127,29 @@ export class MsgTransServer
     }
   }
 
-  /** Stops accepting, closes every session and leaves no socket or timer behind. */
+  /**
+   * Stops accepting, lets requests in flight finish (up to `shutdownTimeout`;
+   * new requests meanwhile get an `ERR_MSGTRANS_SHUTTING_DOWN` error), then
+   * closes every session, leaving no socket or timer behind.
+   */
   async close(): Promise<void> {
     this.accepting = false;
+    this.draining = true;
     await Promise.all(this.listeners.map((l) => l.close()));
-    for (const session of this.sessions.all()) session.close();
+    const deadline = Date.now() + this.shutdownTimeout;
+    // bounded by shutdownTimeout; a poll keeps per-request bookkeeping off the hot path
+    while (Date.now() < deadline && this.sessions.all().some((s) => s.activeRequests > 0)) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    for (const session of [...this.held, ...this.sessions.all()]) session.close();
+    this.held.clear();
+    this.draining = false;
     this._status$.next(MsgTransStatus.DISCONNECTED);
+  }
+
+  /** Open sessions and the limit and protocol violations seen so far, by error code. */
+  stats(): { sessions: number; violations: Record<string, number> } {
+    return { sessions: this.sessions.size, violations: Object.fromEntries(this.violationCounts) };
   }
 
   /** The bound address of every endpoint (port 0 resolved), once listening. */
@@ -147,6 +191,11 @@ export class MsgTransServer
 
   /** @internal session callback */
   onRequest(session: MsgTransSession, message: IncomingMessage): void {
+    if (this.authenticator?.intercept(session, message)) return;
+    if (this.draining) {
+      session.replyError(message, { status: 'error', message: 'Server is shutting down', code: MsgTransErrorCode.SHUTTING_DOWN });
+      return;
+    }
     const handler = this.getHandlerByPattern(message.route);
     if (!handler) {
       session.replyError(message, NO_MESSAGE_HANDLER);
@@ -162,6 +211,7 @@ export class MsgTransServer
 
   /** @internal session callback */
   onEvent(session: MsgTransSession, message: IncomingMessage): void {
+    if (this.authenticator?.intercept(session, message)) return;
     const context = new MsgTransContext([session, message]);
     this.handleEvent(message.route, { pattern: message.route, data: message.data }, context).catch((err) =>
       this.logger.error(err),
@@ -170,12 +220,13 @@ export class MsgTransServer
 
   /** @internal session callback */
   onClose(session: MsgTransSession, error: Error | undefined): void {
-    this.sessions.remove(session, error);
-    if (error instanceof MsgTransProtocolError) {
-      const peer = session.connection.remoteAddress ?? session.protocol;
-      this.logger.warn(`Closed session ${session.id} (${session.protocol} ${peer}): [${error.code}] ${error.message}`);
-      this.events.emit('error', error, session);
+    this.authenticator?.forget(session);
+    if (this.held.delete(session)) {
+      if (isViolation(error)) this.countViolation(session, error);
+      return;
     }
+    this.sessions.remove(session, error);
+    if (isViolation(error)) this.countViolation(session, error);
     this.events.emit('disconnect', session, error);
   }
 
@@ -205,11 +256,44 @@ export class MsgTransServer
       connection.close();
       return;
     }
+    if (this.sessions.size + this.held.size >= this.maxConnections) {
+      const error = new MsgTransLimitError(
+        MsgTransErrorCode.TOO_MANY_CONNECTIONS,
+        `Refused a ${connection.protocol} connection from ${connection.remoteAddress}: ${this.maxConnections} sessions already open`,
+      );
+      this.countViolation(undefined, error);
+      connection.close(error);
+      return;
+    }
     const session = new MsgTransSession(connection, this.sessionOptions, this);
     // a connection may die before open() returns; then onClose has already run
     if (session.closed) return;
+    if (this.authenticator) {
+      this.held.add(session);
+      this.authenticator.begin(session);
+      return;
+    }
+    this.admit(session, []);
+  }
+
+  /** A session that may talk to handlers: announced, then its held messages dispatched. */
+  private admit(session: MsgTransSession, queued: IncomingMessage[]): void {
+    this.held.delete(session);
     this.sessions.add(session);
     this.events.emit('connect', session);
+    for (const message of queued) {
+      if (session.closed) return;
+      if (message.packetType === PacketType.REQUEST) this.onRequest(session, message);
+      else this.onEvent(session, message);
+    }
+  }
+
+  /** Logs a violation through Nest's logger, counts it by code and emits `error`. */
+  private countViolation(session: MsgTransSession | undefined, error: MsgTransError): void {
+    this.violationCounts.set(error.code, (this.violationCounts.get(error.code) ?? 0) + 1);
+    const where = session ? `session ${session.id} (${session.protocol} ${session.connection.remoteAddress ?? ''})` : 'connection';
+    this.logger.warn(`Closed ${where}: [${error.code}] ${error.message}`);
+    this.events.emit('error', error, session);
   }
 
   private createListeners(options: MsgTransServerOptions): MsgTransListener[] {

@@ -3,7 +3,7 @@ import { isObservable, type Observable, type Subscription } from 'rxjs';
 import { compress, decompress } from '../codec/compression.js';
 import { decodeExtHeader, encodeExtHeader } from '../codec/ext-header.js';
 import { MessageIdCounter } from '../codec/message-id-counter.js';
-import { Compression, PacketFlag, PacketType, type MsgTransPacket, type PacketLimits } from '../codec/packet.js';
+import { Compression, PacketFlag, PacketType, type MsgTransPacket } from '../codec/packet.js';
 import { encodePacket, encodePacketWithText } from '../codec/packet-encoder.js';
 import type { MsgTransCodec } from '../envelope/msgtrans-codec.interface.js';
 import { routeOfBizType } from '../envelope/route.js';
@@ -11,7 +11,9 @@ import { MsgTransErrorCode } from '../errors/error-codes.js';
 import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
 import { MsgTransProtocolError } from '../errors/msgtrans-protocol-error.js';
 import { MsgTransTimeoutError } from '../errors/msgtrans-timeout-error.js';
+import { MsgTransLimitError } from '../errors/msgtrans-limit-error.js';
 import type { MsgTransConnection } from '../transport/msgtrans-connection.interface.js';
+import type { ConnectionLimits } from '../transport/msgtrans-protocol.interface.js';
 import type { IncomingMessage } from './incoming-message.interface.js';
 
 /** Receives what a session cannot handle by itself. */
@@ -23,7 +25,9 @@ export interface MsgTransSessionHandler {
 
 /** Settings a session runs with, resolved from server or client options. */
 export interface MsgTransSessionOptions {
-  limits: PacketLimits;
+  limits: ConnectionLimits;
+  /** Requests from the peer being answered at once before the connection is closed. */
+  maxInFlight: number;
   codec: MsgTransCodec;
   /** Wire algorithm and size threshold for outgoing payloads; undefined: never compress. */
   compression: { algorithm: Compression; threshold: number } | undefined;
@@ -55,6 +59,8 @@ const FINAL = 0;
 export class MsgTransSession {
   /** Unique id of this session, stable for its lifetime. */
   readonly id = randomUUID();
+  /** What the server's `authenticate` hook returned for this connection (undefined without one). */
+  principal: unknown = undefined;
   private readonly ids = new MessageIdCounter();
   // Insertion order is deadline order (one timeout for all), so the timeout
   // sweep only ever looks at the head of the map.
@@ -62,6 +68,8 @@ export class MsgTransSession {
   private readonly replying = new Map<number, Subscription>();
   private timer: NodeJS.Timeout | null = null;
   private isClosed = false;
+  // requests from the peer whose reply has not ended yet
+  private answering = 0;
   private pendingError: Error | undefined;
 
   constructor(
@@ -87,6 +95,11 @@ export class MsgTransSession {
   /** Requests sent and still waiting for their reply. */
   get pendingRequests(): number {
     return this.pending.size;
+  }
+
+  /** Requests from the peer being answered right now. */
+  get activeRequests(): number {
+    return this.answering;
   }
 
   /**
@@ -204,6 +217,8 @@ export class MsgTransSession {
     this.replying.set(id, subscription);
     subscription.add(() => {
       if (this.replying.get(id) === subscription) this.replying.delete(id);
+      // cancelled (CANCEL or close) rather than ended by a reply packet
+      if (!finished) this.answering--;
       done?.();
     });
   }
@@ -224,6 +239,7 @@ export class MsgTransSession {
 
   private sendResponse(request: IncomingMessage, flags: number, data: unknown): void {
     if (this.isClosed) return;
+    if (!(flags & PacketFlag.MORE)) this.answering--;
     try {
       this.writePacket(PacketType.RESPONSE, request.bizType, request.messageId, flags, EMPTY, data);
     } catch (err) {
@@ -288,6 +304,12 @@ export class MsgTransSession {
           this.handler.onEvent(this, this.toMessage(packet));
           return;
         default:
+          if (++this.answering > this.options.maxInFlight) {
+            throw new MsgTransLimitError(
+              MsgTransErrorCode.TOO_MANY_IN_FLIGHT,
+              `More than ${this.options.maxInFlight} requests in flight on one connection`,
+            );
+          }
           this.handler.onRequest(this, this.toMessage(packet));
       }
     } catch (err) {

@@ -1,3 +1,5 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { X509Certificate } from 'node:crypto';
 import type { MsgTransPacket } from '../codec/packet.js';
 
 /** Receives what a connection delivers. Set once with {@link MsgTransConnection.open}. */
@@ -23,6 +25,10 @@ export interface MsgTransConnection {
   readonly remoteAddress: string | undefined;
   /** The peer's port, when the protocol has one. */
   readonly remotePort: number | undefined;
+  /** The certificate the peer presented (mutual TLS), when it presented one. */
+  readonly peerCertificate?: X509Certificate;
+  /** WebSocket only: the headers of the upgrade request. */
+  readonly upgradeHeaders?: IncomingHttpHeaders;
   /** True once {@link close} was called or the peer went away. */
   readonly closed: boolean;
   /** Starts delivering packets to `sink`. Called exactly once. */

@@ -3,9 +3,17 @@ import type { MsgTransConnection, MsgTransListener } from './msgtrans-connection
 import type { MsgTransEndpoint } from './endpoint.js';
 import type { MsgTransTlsOptions } from './tls-options.interface.js';
 
+/** Limits a connection enforces by itself. */
+export interface ConnectionLimits extends PacketLimits {
+  /** ms from a packet's first byte to its last before the connection is closed; 0 disables. */
+  incompleteMessageTimeout: number;
+  /** Unsent bytes allowed before the peer is dropped as not reading; reading pauses at half. */
+  maxSendBufferSize: number;
+}
+
 /** What a protocol needs to build a listener. */
 export interface MsgTransListenContext {
-  limits: PacketLimits;
+  limits: ConnectionLimits;
   /** Server-wide TLS merged with the endpoint's own; set for TLS schemes. */
   tls: MsgTransTlsOptions | undefined;
   /** ms between liveness probes (ping, keep-alive); a peer silent for two is dropped. 0 disables. */
@@ -14,7 +22,7 @@ export interface MsgTransListenContext {
 
 /** What a protocol needs to open a client connection. */
 export interface MsgTransConnectContext {
-  limits: PacketLimits;
+  limits: ConnectionLimits;
   tls: MsgTransTlsOptions | undefined;
   /** Give up connecting after this many ms. */
   connectTimeout: number;

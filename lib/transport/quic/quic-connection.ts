@@ -1,9 +1,11 @@
+import { X509Certificate } from 'node:crypto';
 import type { QUICConnection, QUICStream } from '@matrixai/quic';
 import { events } from '@matrixai/quic';
-import type { PacketLimits } from '../../codec/packet.js';
 import { decodePacket } from '../../codec/packet-decoder.js';
 import { MsgTransProtocolError } from '../../errors/msgtrans-protocol-error.js';
 import type { MsgTransConnection, MsgTransConnectionSink } from '../msgtrans-connection.interface.js';
+import { IncompleteMessageWatchdog, sendBufferFull } from '../connection-guards.js';
+import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
 import { WriteQueue } from '../write-queue.js';
 import { encodeFrames, QuicFrameDecoder } from './quic-frame-decoder.js';
 
@@ -23,6 +25,7 @@ export class QuicConnection implements MsgTransConnection {
   readonly protocol = 'quic';
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
+  readonly peerCertificate: X509Certificate | undefined;
   private sink: MsgTransConnectionSink | null = null;
   private readonly decoder: QuicFrameDecoder;
   private readonly writer: WritableStreamDefaultWriter<Uint8Array>;
@@ -31,6 +34,8 @@ export class QuicConnection implements MsgTransConnection {
   private isClosed = false;
   private closeError: Error | undefined;
   private told = false;
+  private unsentBytes = 0;
+  private readonly watchdog: IncompleteMessageWatchdog;
 
   /**
    * @param onClosed releases what owns the connection (the client's UDP
@@ -39,15 +44,18 @@ export class QuicConnection implements MsgTransConnection {
   constructor(
     private readonly connection: QUICConnection,
     private readonly stream: QUICStream,
-    limits: PacketLimits,
+    private readonly limits: ConnectionLimits,
     private readonly onClosed?: () => void,
   ) {
     this.remoteAddress = connection.remoteHost;
     this.remotePort = connection.remotePort;
+    const [leaf] = connection.getRemoteCertsChain();
+    this.peerCertificate = leaf ? new X509Certificate(Buffer.from(leaf)) : undefined;
     this.writer = stream.writable.getWriter();
     this.decoder = new QuicFrameDecoder(limits.maxPacketSize, (frame) =>
       this.sink?.onPacket(decodePacket(frame, limits)),
     );
+    this.watchdog = new IncompleteMessageWatchdog(limits.incompleteMessageTimeout, (err) => this.close(err));
     connection.addEventListener(
       events.EventQUICConnectionClose.name,
       (event: Event) => {
@@ -79,6 +87,7 @@ export class QuicConnection implements MsgTransConnection {
     if (this.isClosed) return;
     this.isClosed = true;
     this.decoder.stop();
+    this.watchdog.stop();
     if (error) {
       this.closeError = error;
       this.queue.clear();
@@ -111,6 +120,9 @@ export class QuicConnection implements MsgTransConnection {
         const { value, done } = await reader.read();
         if (done || this.isClosed) break;
         this.decoder.push(value as Buffer);
+        this.watchdog.update(this.decoder.pendingBytes);
+        // backpressure: stop taking requests from a peer that is not taking replies
+        if (this.unsentBytes > this.limits.maxSendBufferSize / 2) await this.lastWrite;
       }
       // the peer ended its side of the stream: the connection has nothing more to say
       if (!this.isClosed) this.close();
@@ -123,14 +135,25 @@ export class QuicConnection implements MsgTransConnection {
 
   /** Writes bytes that are already framed, bypassing the queue. */
   writeFrames(frames: Buffer): void {
-    this.lastWrite = this.writer.write(frames).catch((err: Error) => {
-      this.closeError ??= err;
-    });
+    if (this.unsentBytes > this.limits.maxSendBufferSize) {
+      this.close(sendBufferFull(this.unsentBytes, this.limits.maxSendBufferSize));
+      return;
+    }
+    this.unsentBytes += frames.length;
+    this.lastWrite = this.writer.write(frames).then(
+      () => {
+        this.unsentBytes -= frames.length;
+      },
+      (err: Error) => {
+        this.closeError ??= err;
+      },
+    );
   }
 
   private finish(): void {
     this.isClosed = true;
     this.decoder.stop();
+    this.watchdog.stop();
     this.queue.clear();
     if (this.told) return;
     this.told = true;

@@ -26,6 +26,11 @@ export class QuicFrameDecoder {
     this.limit = Math.min(maxPacketSize, QUIC_MAX_FRAME);
   }
 
+  /** Bytes held of a frame (or its length prefix) that has not fully arrived. */
+  get pendingBytes(): number {
+    return this.frame !== null ? PREFIX + this.frameFill : this.prefixFill;
+  }
+
   stop(): void {
     this.stopped = true;
     this.frame = null;

@@ -1,11 +1,11 @@
 import { QUICServer, events, type QUICConnection, type QUICStream } from '@matrixai/quic';
-import type { PacketLimits } from '../../codec/packet.js';
 import { formatHostPort, type MsgTransEndpoint } from '../endpoint.js';
 import type {
   MsgTransConnection,
   MsgTransListener,
   MsgTransListenerAddress,
 } from '../msgtrans-connection.interface.js';
+import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
 import type { MsgTransTlsOptions } from '../tls-options.interface.js';
 import { QuicConnection } from './quic-connection.js';
 import { quicLogger } from './quic-logger.js';
@@ -20,7 +20,7 @@ export class QuicListener implements MsgTransListener {
 
   constructor(
     private readonly endpoint: MsgTransEndpoint,
-    private readonly limits: PacketLimits,
+    private readonly limits: ConnectionLimits,
     private readonly tls: MsgTransTlsOptions,
     private readonly alpn: string,
     private readonly heartbeatInterval: number,

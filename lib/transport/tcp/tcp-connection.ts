@@ -1,7 +1,10 @@
+import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { PacketLimits } from '../../codec/packet.js';
+import type { TLSSocket } from 'node:tls';
 import { PacketStreamDecoder } from '../../codec/packet-stream-decoder.js';
 import type { MsgTransConnection, MsgTransConnectionSink } from '../msgtrans-connection.interface.js';
+import { IncompleteMessageWatchdog, sendBufferFull } from '../connection-guards.js';
+import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
 import { WriteQueue } from '../write-queue.js';
 
 // Above this a batch is written buffer by buffer (corked) instead of being
@@ -14,22 +17,27 @@ const END_GRACE_MS = 2000;
 export class TcpConnection implements MsgTransConnection {
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
+  readonly peerCertificate: X509Certificate | undefined;
   private sink: MsgTransConnectionSink | null = null;
   private readonly decoder: PacketStreamDecoder;
   private readonly queue = new WriteQueue((items, bytes) => this.write(items, bytes));
   private isClosed = false;
   private closeError: Error | undefined;
   private endTimer: NodeJS.Timeout | null = null;
+  private readonly watchdog: IncompleteMessageWatchdog;
+  private readPaused = false;
 
   constructor(
     private readonly socket: Socket,
     readonly protocol: string,
-    limits: PacketLimits,
+    private readonly limits: ConnectionLimits,
   ) {
     this.remoteAddress = socket.remoteAddress;
     this.remotePort = socket.remotePort;
+    this.peerCertificate = (socket as TLSSocket).getPeerX509Certificate?.() ?? undefined;
     socket.setNoDelay(true);
     this.decoder = new PacketStreamDecoder(limits, (packet) => this.sink?.onPacket(packet));
+    this.watchdog = new IncompleteMessageWatchdog(limits.incompleteMessageTimeout, (err) => this.close(err));
     socket.on('error', (err) => {
       this.closeError ??= err;
     });
@@ -49,6 +57,7 @@ export class TcpConnection implements MsgTransConnection {
     this.socket.on('data', (chunk: Buffer) => {
       try {
         this.decoder.push(chunk);
+        this.watchdog.update(this.decoder.pendingBytes);
       } catch (err) {
         this.close(err as Error);
       }
@@ -63,6 +72,7 @@ export class TcpConnection implements MsgTransConnection {
     if (this.isClosed) return;
     this.isClosed = true;
     this.decoder.stop();
+    this.watchdog.stop();
     if (error) {
       this.closeError = error;
       this.queue.clear();
@@ -82,6 +92,12 @@ export class TcpConnection implements MsgTransConnection {
   private write(items: Buffer[], bytes: number): void {
     const socket = this.socket;
     if (socket.destroyed) return;
+    // What is still unsent from earlier batches is what the peer failed to read.
+    const unsent = socket.writableLength;
+    if (unsent > this.limits.maxSendBufferSize) {
+      this.close(sendBufferFull(unsent, this.limits.maxSendBufferSize));
+      return;
+    }
     if (items.length === 1) {
       socket.write(items[0]);
     } else if (bytes <= CONCAT_LIMIT) {
@@ -91,6 +107,15 @@ export class TcpConnection implements MsgTransConnection {
       for (const item of items) socket.write(item);
       socket.uncork();
     }
+    if (!this.readPaused && socket.writableLength > this.limits.maxSendBufferSize / 2) {
+      // backpressure: stop taking requests from a peer that is not taking replies
+      this.readPaused = true;
+      socket.pause();
+      socket.once('drain', () => {
+        this.readPaused = false;
+        if (!this.isClosed) socket.resume();
+      });
+    }
   }
 
   private onSocketClose(): void {
@@ -98,6 +123,7 @@ export class TcpConnection implements MsgTransConnection {
     this.endTimer = null;
     this.isClosed = true;
     this.decoder.stop();
+    this.watchdog.stop();
     this.queue.clear();
     const sink = this.sink;
     this.sink = null;

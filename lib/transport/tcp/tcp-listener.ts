@@ -1,12 +1,12 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import type { PacketLimits } from '../../codec/packet.js';
 import { formatHostPort, type MsgTransEndpoint } from '../endpoint.js';
 import type {
   MsgTransConnection,
   MsgTransListener,
   MsgTransListenerAddress,
 } from '../msgtrans-connection.interface.js';
+import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
 import type { MsgTransTlsOptions } from '../tls-options.interface.js';
 import { TcpConnection } from './tcp-connection.js';
 
@@ -19,7 +19,7 @@ export class TcpListener implements MsgTransListener {
 
   constructor(
     private readonly endpoint: MsgTransEndpoint,
-    private readonly limits: PacketLimits,
+    private readonly limits: ConnectionLimits,
     private readonly tlsOptions: MsgTransTlsOptions | undefined,
   ) {
     this.protocol = tlsOptions ? 'tls' : 'tcp';

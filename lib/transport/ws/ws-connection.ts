@@ -1,11 +1,14 @@
+import type { X509Certificate } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import type { PacketLimits } from '../../codec/packet.js';
 import { decodePacket } from '../../codec/packet-decoder.js';
 import { MsgTransErrorCode } from '../../errors/error-codes.js';
 import { MsgTransConnectionError } from '../../errors/msgtrans-connection-error.js';
 import { MsgTransProtocolError } from '../../errors/msgtrans-protocol-error.js';
 import type { MsgTransConnection, MsgTransConnectionSink } from '../msgtrans-connection.interface.js';
+import { sendBufferFull } from '../connection-guards.js';
+import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
 import { WriteQueue } from '../write-queue.js';
 
 /** Close code for a text frame: "unsupported data" (RFC 6455 §7.4.1). */
@@ -29,14 +32,17 @@ export class WsConnection implements MsgTransConnection {
   private closeError: Error | undefined;
   private heartbeat: NodeJS.Timeout | null = null;
   private alive = true;
+  private readPaused = false;
 
   constructor(
     private readonly ws: WebSocket,
     readonly protocol: string,
-    private readonly limits: PacketLimits,
+    private readonly limits: ConnectionLimits,
     readonly remoteAddress: string | undefined,
     readonly remotePort: number | undefined,
     heartbeatInterval: number,
+    readonly upgradeHeaders?: IncomingHttpHeaders,
+    readonly peerCertificate?: X509Certificate,
   ) {
     ws.on('error', (err) => {
       this.closeError ??= asProtocolError(err);
@@ -118,11 +124,26 @@ export class WsConnection implements MsgTransConnection {
 
   private write(items: Buffer[]): void {
     if (this.ws.readyState !== 1) return;
+    // What is still unsent from earlier batches is what the peer failed to read.
+    const unsent = this.ws.bufferedAmount;
+    if (unsent > this.limits.maxSendBufferSize) {
+      this.close(sendBufferFull(unsent, this.limits.maxSendBufferSize));
+      return;
+    }
     // ws writes every frame separately; corking its socket makes a burst one writev.
     const socket = (this.ws as unknown as { _socket?: Socket })._socket;
     socket?.cork();
     for (const item of items) this.ws.send(item, { binary: true, compress: false });
     socket?.uncork();
+    if (socket && !this.readPaused && this.ws.bufferedAmount > this.limits.maxSendBufferSize / 2) {
+      // backpressure: stop taking requests from a peer that is not taking replies
+      this.readPaused = true;
+      this.ws.pause();
+      socket.once('drain', () => {
+        this.readPaused = false;
+        if (!this.isClosed) this.ws.resume();
+      });
+    }
   }
 
   private beat(): void {

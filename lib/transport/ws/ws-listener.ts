@@ -1,14 +1,15 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { PacketLimits } from '../../codec/packet.js';
 import { formatHostPort, type HttpServer, type MsgTransEndpoint } from '../endpoint.js';
 import type {
   MsgTransConnection,
   MsgTransListener,
   MsgTransListenerAddress,
 } from '../msgtrans-connection.interface.js';
+import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
 import type { MsgTransTlsOptions } from '../tls-options.interface.js';
 import { WsConnection } from './ws-connection.js';
 
@@ -25,7 +26,7 @@ export class WsListener implements MsgTransListener {
 
   constructor(
     private readonly endpoint: MsgTransEndpoint,
-    private readonly limits: PacketLimits,
+    private readonly limits: ConnectionLimits,
     private readonly tlsOptions: MsgTransTlsOptions | undefined,
     private readonly heartbeatInterval: number,
   ) {
@@ -53,8 +54,18 @@ export class WsListener implements MsgTransListener {
         return;
       }
       this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+        const peerCertificate = (req.socket as TLSSocket).getPeerX509Certificate?.() ?? undefined;
         onConnection(
-          new WsConnection(ws, this.protocol, this.limits, req.socket.remoteAddress, req.socket.remotePort, this.heartbeatInterval),
+          new WsConnection(
+            ws,
+            this.protocol,
+            this.limits,
+            req.socket.remoteAddress,
+            req.socket.remotePort,
+            this.heartbeatInterval,
+            req.headers,
+            peerCertificate,
+          ),
         );
       });
     };
