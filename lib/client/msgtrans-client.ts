@@ -5,9 +5,12 @@ import { connectable, filter, firstValueFrom, map, Observable, of, Subject, thro
 import { MSGTRANS_DEFAULTS, NO_MESSAGE_HANDLER } from '../constants.js';
 import {
   assertKnownOptions,
+  oneOf,
+  positiveInteger,
   protocolFor,
   protocolTable,
   resolveHeartbeat,
+  resolveReconnect,
   resolveSessionOptions,
 } from '../common/resolve-options.js';
 import { dispatchRoute, toWireRoute } from '../envelope/route.js';
@@ -24,7 +27,7 @@ import {
   type MsgTransSessionOptions,
   type ReplyObserver,
 } from '../session/msgtrans-session.js';
-import { parseEndpoint, type MsgTransEndpoint } from '../transport/endpoint.js';
+import { assertTlsOptions, parseEndpoint, type MsgTransEndpoint } from '../transport/endpoint.js';
 import { EventListeners } from '../transport/event-listeners.js';
 import type { MsgTransConnection } from '../transport/msgtrans-connection.interface.js';
 import type { MsgTransConnectContext, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
@@ -74,18 +77,19 @@ export class MsgTransClient
   constructor(protected readonly options: MsgTransClientOptions) {
     super();
     assertKnownOptions(options, 'client');
+    assertTlsOptions(options.tls, 'client');
     this.endpoint = parseEndpoint(options.url);
     this.protocol = protocolFor(protocolTable(options.protocols), this.endpoint.protocol);
     this.sessionOptions = resolveSessionOptions(options, options.requestTimeout ?? MSGTRANS_DEFAULTS.requestTimeout);
     this.connectContext = {
       limits: this.sessionOptions.limits,
       tls: this.endpoint.tls ?? options.tls,
-      connectTimeout: options.connectTimeout ?? MSGTRANS_DEFAULTS.connectTimeout,
+      connectTimeout: positiveInteger('connectTimeout', options.connectTimeout, MSGTRANS_DEFAULTS.connectTimeout),
       heartbeatInterval: resolveHeartbeat(options),
     };
-    this.reconnectPolicy = options.reconnect === false ? null : { ...MSGTRANS_DEFAULTS.reconnect, ...options.reconnect };
-    this.whileDisconnected = options.whileDisconnected ?? 'wait';
-    this.maxQueuedCalls = options.maxQueuedCalls ?? MSGTRANS_DEFAULTS.maxQueuedCalls;
+    this.reconnectPolicy = resolveReconnect(options.reconnect);
+    this.whileDisconnected = oneOf('whileDisconnected', options.whileDisconnected, ['wait', 'fail'], 'wait');
+    this.maxQueuedCalls = positiveInteger('maxQueuedCalls', options.maxQueuedCalls, MSGTRANS_DEFAULTS.maxQueuedCalls);
   }
 
   /** Connects (once; concurrent callers share the attempt) and resolves with the session. */

@@ -3,7 +3,11 @@ import { MSGTRANS_DEFAULTS } from '../constants.js';
 import { JsonCodec } from '../envelope/json-codec.js';
 import { MsgTransErrorCode } from '../errors/error-codes.js';
 import { MsgTransConfigError } from '../errors/msgtrans-config-error.js';
-import type { MsgTransCommonOptions } from '../interfaces/msgtrans-options.interface.js';
+import type {
+  MsgTransClientOptions,
+  MsgTransCommonOptions,
+  MsgTransReconnectOptions,
+} from '../interfaces/msgtrans-options.interface.js';
 import type { MsgTransSessionOptions } from '../session/msgtrans-session.js';
 import type { MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
 import { TcpProtocol } from '../transport/tcp/tcp-protocol.js';
@@ -14,7 +18,8 @@ function invalid(message: string): MsgTransConfigError {
   return new MsgTransConfigError(MsgTransErrorCode.INVALID_OPTION, message);
 }
 
-function positiveInteger(name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+/** An option that must be an integer from 0 to `max`, or its default when absent. */
+export function positiveInteger(name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < 0 || value > max) throw invalid(`${name} must be an integer from 0 to ${max}, got ${value}`);
   return value;
@@ -32,7 +37,16 @@ const COMMON_KEYS = [
   'maxInFlight',
 ];
 const KNOWN_KEYS = {
-  server: new Set([...COMMON_KEYS, 'listen', 'tls', 'maxConnections', 'shutdownTimeout', 'authenticate', 'authTimeout']),
+  server: new Set([
+    ...COMMON_KEYS,
+    'listen',
+    'tls',
+    'maxConnections',
+    'shutdownTimeout',
+    'authenticate',
+    'authTimeout',
+    'requestTimeout',
+  ]),
   client: new Set([
     ...COMMON_KEYS,
     'url',
@@ -57,6 +71,35 @@ export function assertKnownOptions(options: object, kind: keyof typeof KNOWN_KEY
       throw invalid(`Unknown ${kind} option "${key}" (known: ${[...KNOWN_KEYS[kind]].join(', ')})`);
     }
   }
+}
+
+const RECONNECT_KEYS = new Set(Object.keys(MSGTRANS_DEFAULTS.reconnect));
+
+/** The client's reconnection policy, checked; null when turned off. */
+export function resolveReconnect(
+  reconnect: MsgTransClientOptions['reconnect'],
+): Required<MsgTransReconnectOptions> | null {
+  if (reconnect === false) return null;
+  if (reconnect !== undefined && (reconnect === null || typeof reconnect !== 'object')) {
+    throw invalid('reconnect must be an object or false');
+  }
+  for (const key of Object.keys(reconnect ?? {})) {
+    if (!RECONNECT_KEYS.has(key)) throw invalid(`Unknown reconnect option "${key}" (known: ${[...RECONNECT_KEYS].join(', ')})`);
+  }
+  const policy = { ...MSGTRANS_DEFAULTS.reconnect, ...reconnect };
+  for (const [key, value] of Object.entries(policy)) {
+    if (typeof value !== 'number' || Number.isNaN(value) || value < 0) throw invalid(`reconnect.${key} must be a number >= 0, got ${value}`);
+  }
+  if (policy.factor < 1) throw invalid(`reconnect.factor must be >= 1, got ${policy.factor}`);
+  if (policy.jitter > 1) throw invalid(`reconnect.jitter must be from 0 to 1, got ${policy.jitter}`);
+  return policy;
+}
+
+/** One of a fixed set of strings, or its default. */
+export function oneOf<T extends string>(name: string, value: T | undefined, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (!allowed.includes(value)) throw invalid(`${name} must be one of ${allowed.join(', ')}, got ${String(value)}`);
+  return value;
 }
 
 /** Session settings from server or client options, with defaults filled in and values checked. */

@@ -72,6 +72,8 @@ export interface MsgTransServerOptions extends MsgTransCommonOptions {
   authenticate?: MsgTransAuthenticate;
   /** ms to wait for a client's credentials before calling `authenticate` without them. Default 5000. */
   authTimeout?: number;
+  /** ms a request pushed to a client (`sessions.sendTo`) waits for its reply. 0 disables. Default 30000. */
+  requestTimeout?: number;
 }
 
 /**

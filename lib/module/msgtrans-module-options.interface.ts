@@ -1,4 +1,4 @@
-import type { FactoryProvider, ModuleMetadata, Type } from '@nestjs/common';
+import type { ConfigurableModuleOptionsFactory, FactoryProvider, ModuleMetadata, Type } from '@nestjs/common';
 import type { MsgTransClientOptions, MsgTransServerOptions } from '../interfaces/msgtrans-options.interface.js';
 
 /** A client the module provides, injectable by `name`. */
@@ -14,6 +14,9 @@ export interface MsgTransModuleOptions {
   /** Named clients, each connecting lazily on first use and closed on application shutdown. */
   clients?: MsgTransClientRegistration[];
 }
+
+/** What `MsgTransModule.forRootAsync({ useClass | useExisting })` expects: `createMsgTransOptions()`. */
+export type MsgTransModuleOptionsFactory = ConfigurableModuleOptionsFactory<MsgTransModuleOptions, 'createMsgTransOptions'>;
 
 /** Builds client options for `registerClientsAsync({ useClass | useExisting })`. */
 export interface MsgTransClientOptionsFactory {

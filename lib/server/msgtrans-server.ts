@@ -8,6 +8,7 @@ import type { MsgTransError } from '../errors/msgtrans-error.js';
 import { MsgTransLimitError } from '../errors/msgtrans-limit-error.js';
 import {
   assertKnownOptions,
+  positiveInteger,
   protocolFor,
   protocolTable,
   resolveHeartbeat,
@@ -28,7 +29,7 @@ import {
   type MsgTransSessionHandler,
   type MsgTransSessionOptions,
 } from '../session/msgtrans-session.js';
-import { parseEndpoint } from '../transport/endpoint.js';
+import { assertTlsOptions, parseEndpoint } from '../transport/endpoint.js';
 import { MsgTransSessions } from './msgtrans-sessions.js';
 import { SessionAuthenticator } from './session-authenticator.js';
 import { EventListeners } from '../transport/event-listeners.js';
@@ -86,14 +87,18 @@ export class MsgTransServer
   constructor(private readonly options: MsgTransServerOptions) {
     super();
     assertKnownOptions(options, 'server');
-    this.sessionOptions = resolveSessionOptions(options);
+    assertTlsOptions(options.tls, 'server');
+    this.sessionOptions = resolveSessionOptions(
+      options,
+      positiveInteger('requestTimeout', options.requestTimeout, MSGTRANS_DEFAULTS.requestTimeout),
+    );
     this.listeners = this.createListeners(options);
-    this.maxConnections = options.maxConnections ?? MSGTRANS_DEFAULTS.maxConnections;
-    this.shutdownTimeout = options.shutdownTimeout ?? MSGTRANS_DEFAULTS.shutdownTimeout;
+    this.maxConnections = positiveInteger('maxConnections', options.maxConnections, MSGTRANS_DEFAULTS.maxConnections);
+    this.shutdownTimeout = positiveInteger('shutdownTimeout', options.shutdownTimeout, MSGTRANS_DEFAULTS.shutdownTimeout);
     this.authenticator = options.authenticate
       ? new SessionAuthenticator(
           options.authenticate,
-          options.authTimeout ?? MSGTRANS_DEFAULTS.authTimeout,
+          positiveInteger('authTimeout', options.authTimeout, MSGTRANS_DEFAULTS.authTimeout),
           (session, queued) => this.admit(session, queued),
           (session, reason) => this.countViolation(session, new MsgTransConnectionError(MsgTransErrorCode.AUTH_FAILED, reason)),
         )
@@ -133,9 +138,10 @@ export class MsgTransServer
    * closes every session, leaving no socket or timer behind.
    */
   async close(): Promise<void> {
+    // New connections are refused from here on (accept() checks); listeners
+    // close last because closing a QUIC server ends its connections at once.
     this.accepting = false;
     this.draining = true;
-    await Promise.all(this.listeners.map((l) => l.close()));
     const deadline = Date.now() + this.shutdownTimeout;
     // bounded by shutdownTimeout; a poll keeps per-request bookkeeping off the hot path
     while (Date.now() < deadline && this.sessions.all().some((s) => s.activeRequests > 0)) {
@@ -143,6 +149,7 @@ export class MsgTransServer
     }
     for (const session of [...this.held, ...this.sessions.all()]) session.close();
     this.held.clear();
+    await Promise.all(this.listeners.map((l) => l.close()));
     this.draining = false;
     this._status$.next(MsgTransStatus.DISCONNECTED);
   }

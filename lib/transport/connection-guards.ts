@@ -3,8 +3,9 @@ import { MsgTransLimitError } from '../errors/msgtrans-limit-error.js';
 
 /**
  * Drops a peer that starts a packet and never finishes it. Armed when a
- * packet is partly in, disarmed when nothing partial is held; progress does
- * not re-arm it, so trickling one byte at a time does not help.
+ * packet is partly in, re-armed only when a packet completes, disarmed when
+ * nothing partial is held: bytes trickling into one packet do not extend its
+ * time, but a steady stream of whole packets never trips it.
  */
 export class IncompleteMessageWatchdog {
   private timer: NodeJS.Timeout | null = null;
@@ -14,13 +15,13 @@ export class IncompleteMessageWatchdog {
     private readonly onExpired: (error: MsgTransLimitError) => void,
   ) {}
 
-  /** Call after each chunk with how many bytes of an unfinished packet are held. */
-  update(pendingBytes: number): void {
-    if (pendingBytes === 0) {
-      this.stop();
-      return;
-    }
-    if (this.timer !== null || this.timeoutMs <= 0) return;
+  /**
+   * Call after each chunk with how many bytes of an unfinished packet are
+   * held and whether any packet completed in it.
+   */
+  update(pendingBytes: number, completed: boolean): void {
+    if (pendingBytes === 0 || completed) this.stop();
+    if (pendingBytes === 0 || this.timer !== null || this.timeoutMs <= 0) return;
     this.timer = setTimeout(() => {
       this.timer = null;
       this.onExpired(

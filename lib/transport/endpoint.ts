@@ -38,6 +38,17 @@ export interface MsgTransEndpoint {
 }
 
 const DEFAULT_HOST = '127.0.0.1';
+const ENDPOINT_KEYS = new Set(['url', 'protocol', 'host', 'port', 'path', 'tls', 'httpServer']);
+const TLS_KEYS = new Set(['key', 'cert', 'ca', 'requestCert', 'rejectUnauthorized', 'servername']);
+
+/** Rejects misspelt TLS settings (a silently ignored `ca` would disable nothing, but confuse everyone). */
+export function assertTlsOptions(tls: MsgTransTlsOptions | undefined, where: string): void {
+  if (tls === undefined) return;
+  if (tls === null || typeof tls !== 'object') throw invalid(`${where} tls must be an object`);
+  for (const key of Object.keys(tls)) {
+    if (!TLS_KEYS.has(key)) throw invalid(`Unknown ${where} tls option "${key}" (known: ${[...TLS_KEYS].join(', ')})`);
+  }
+}
 
 function invalid(message: string): MsgTransConfigError {
   return new MsgTransConfigError(MsgTransErrorCode.INVALID_OPTION, message);
@@ -49,6 +60,10 @@ export function parseEndpoint(input: string | MsgTransEndpointOptions): MsgTrans
     throw invalid('An endpoint URL (e.g. tcp://127.0.0.1:8001) or endpoint object is required');
   }
   const options: MsgTransEndpointOptions = typeof input === 'string' ? { url: input } : input;
+  for (const key of Object.keys(options)) {
+    if (!ENDPOINT_KEYS.has(key)) throw invalid(`Unknown endpoint option "${key}" (known: ${[...ENDPOINT_KEYS].join(', ')})`);
+  }
+  assertTlsOptions(options.tls, 'endpoint');
   let protocol = options.protocol;
   let host = options.host;
   let port = options.port;
@@ -58,7 +73,9 @@ export function parseEndpoint(input: string | MsgTransEndpointOptions): MsgTrans
     try {
       url = new URL(options.url);
     } catch {
-      throw invalid(`Invalid endpoint URL "${options.url}"`);
+      const port = /:(\d+)(?:\/|$)/.exec(options.url)?.[1];
+      const hint = port !== undefined && Number(port) > 65535 ? ` (port ${port} is not from 0 to 65535)` : '';
+      throw invalid(`Invalid endpoint URL "${options.url}"${hint}`);
     }
     protocol ??= url.protocol.replace(/:$/, '');
     // URL keeps IPv6 brackets in hostname; sockets want the bare address

@@ -35,6 +35,8 @@ export class QuicConnection implements MsgTransConnection {
   private closeError: Error | undefined;
   private told = false;
   private unsentBytes = 0;
+  // frames decoded so far: tells the watchdog whether a chunk completed one
+  private received = 0;
   private readonly watchdog: IncompleteMessageWatchdog;
 
   /**
@@ -52,9 +54,10 @@ export class QuicConnection implements MsgTransConnection {
     const [leaf] = connection.getRemoteCertsChain();
     this.peerCertificate = leaf ? new X509Certificate(Buffer.from(leaf)) : undefined;
     this.writer = stream.writable.getWriter();
-    this.decoder = new QuicFrameDecoder(limits.maxPacketSize, (frame) =>
-      this.sink?.onPacket(decodePacket(frame, limits)),
-    );
+    this.decoder = new QuicFrameDecoder(limits.maxPacketSize, (frame) => {
+      this.received++;
+      this.sink?.onPacket(decodePacket(frame, limits));
+    });
     this.watchdog = new IncompleteMessageWatchdog(limits.incompleteMessageTimeout, (err) => this.close(err));
     connection.addEventListener(
       events.EventQUICConnectionClose.name,
@@ -119,8 +122,9 @@ export class QuicConnection implements MsgTransConnection {
       for (;;) {
         const { value, done } = await reader.read();
         if (done || this.isClosed) break;
+        const before = this.received;
         this.decoder.push(value as Buffer);
-        this.watchdog.update(this.decoder.pendingBytes);
+        this.watchdog.update(this.decoder.pendingBytes, this.received !== before);
         // backpressure: stop taking requests from a peer that is not taking replies
         if (this.unsentBytes > this.limits.maxSendBufferSize / 2) await this.lastWrite;
       }

@@ -26,6 +26,8 @@ export class TcpConnection implements MsgTransConnection {
   private endTimer: NodeJS.Timeout | null = null;
   private readonly watchdog: IncompleteMessageWatchdog;
   private readPaused = false;
+  // packets decoded so far: tells the watchdog whether a chunk completed one
+  private received = 0;
 
   constructor(
     private readonly socket: Socket,
@@ -36,7 +38,10 @@ export class TcpConnection implements MsgTransConnection {
     this.remotePort = socket.remotePort;
     this.peerCertificate = (socket as TLSSocket).getPeerX509Certificate?.() ?? undefined;
     socket.setNoDelay(true);
-    this.decoder = new PacketStreamDecoder(limits, (packet) => this.sink?.onPacket(packet));
+    this.decoder = new PacketStreamDecoder(limits, (packet) => {
+      this.received++;
+      this.sink?.onPacket(packet);
+    });
     this.watchdog = new IncompleteMessageWatchdog(limits.incompleteMessageTimeout, (err) => this.close(err));
     socket.on('error', (err) => {
       this.closeError ??= err;
@@ -56,8 +61,9 @@ export class TcpConnection implements MsgTransConnection {
     }
     this.socket.on('data', (chunk: Buffer) => {
       try {
+        const before = this.received;
         this.decoder.push(chunk);
-        this.watchdog.update(this.decoder.pendingBytes);
+        this.watchdog.update(this.decoder.pendingBytes, this.received !== before);
       } catch (err) {
         this.close(err as Error);
       }
