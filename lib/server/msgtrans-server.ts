@@ -113,12 +113,17 @@ export class MsgTransServer
     try {
       this.accepting = true;
       const onConnection = (connection: MsgTransConnection) => this.accept(connection);
-      const results = await Promise.allSettled(this.listeners.map((l) => l.listen(onConnection)));
+      const onError = (error: Error) => {
+        this.logger.error(`Listener error: ${error.message}`);
+        this.events.emit('error', error, undefined);
+      };
+      const results = await Promise.allSettled(this.listeners.map((l) => l.listen(onConnection, onError)));
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) {
         this.accepting = false;
         await Promise.all(this.listeners.map((l) => l.close().catch(() => undefined)));
         this._status$.next(MsgTransStatus.DISCONNECTED);
+        this.events.emit('error', failed.reason as Error, undefined);
         callback(failed.reason);
         return;
       }

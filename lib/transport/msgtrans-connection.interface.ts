@@ -57,8 +57,15 @@ export interface MsgTransListenerAddress {
 export interface MsgTransListener {
   /** Protocol name, as on the connections it produces. */
   readonly protocol: string;
-  /** Binds and starts accepting; rejects if the endpoint cannot be bound. */
-  listen(onConnection: (connection: MsgTransConnection) => void): Promise<MsgTransListenerAddress>;
+  /**
+   * Binds and starts accepting; rejects if the endpoint cannot be bound.
+   * Errors of the listening server afterwards (EMFILE on accept, …) go to
+   * `onError` instead of crashing the process.
+   */
+  listen(
+    onConnection: (connection: MsgTransConnection) => void,
+    onError?: (error: Error) => void,
+  ): Promise<MsgTransListenerAddress>;
   /** Stops accepting. Connections already handed out are the caller's to close. */
   close(): Promise<void>;
   /** The underlying server, for advanced use. */

@@ -27,7 +27,10 @@ export class QuicListener implements MsgTransListener {
     private readonly streamTimeout: number,
   ) {}
 
-  async listen(onConnection: (connection: MsgTransConnection) => void): Promise<MsgTransListenerAddress> {
+  async listen(
+    onConnection: (connection: MsgTransConnection) => void,
+    onError: (error: Error) => void = () => undefined,
+  ): Promise<MsgTransListenerAddress> {
     const t = this.tls;
     const mutual = t.requestCert ?? false;
     const server = new QUICServer({
@@ -43,10 +46,19 @@ export class QuicListener implements MsgTransListener {
         verifyCallback: mutual && (t.rejectUnauthorized ?? true) ? verifyCallback(undefined) : undefined,
       },
     });
+    server.addEventListener(events.EventQUICServerError.name, (event: Event) => {
+      onError((event as events.EventQUICServerError).detail as Error);
+    });
     server.addEventListener(events.EventQUICServerConnection.name, (event: Event) => {
       this.accept((event as events.EventQUICServerConnection).detail, onConnection);
     });
-    await server.start({ host: this.endpoint.host, port: this.endpoint.port });
+    try {
+      await server.start({ host: this.endpoint.host, port: this.endpoint.port });
+    } catch (err) {
+      // surface the socket's own error (EADDRINUSE, …) as TCP and ws do
+      const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
+      throw cause?.code ? Object.assign(new Error(`quic://${formatHostPort(this.endpoint.host, this.endpoint.port)}: ${cause.message}`, { cause: err }), { code: cause.code }) : err;
+    }
     this.server = server;
     const host = server.host as string;
     const port = server.port as number;

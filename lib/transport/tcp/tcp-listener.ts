@@ -25,7 +25,10 @@ export class TcpListener implements MsgTransListener {
     this.protocol = tlsOptions ? 'tls' : 'tcp';
   }
 
-  listen(onConnection: (connection: MsgTransConnection) => void): Promise<MsgTransListenerAddress> {
+  listen(
+    onConnection: (connection: MsgTransConnection) => void,
+    onError: (error: Error) => void = () => undefined,
+  ): Promise<MsgTransListenerAddress> {
     const accept = (socket: net.Socket) => onConnection(new TcpConnection(socket, this.protocol, this.limits));
     let server: net.Server;
     if (this.tlsOptions) {
@@ -55,10 +58,11 @@ export class TcpListener implements MsgTransListener {
     }
     this.server = server;
     return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      server.once('error', onError);
+      const onBindError = (err: Error) => reject(err);
+      server.once('error', onBindError);
       server.listen(this.endpoint.port, this.endpoint.host, () => {
-        server.off('error', onError);
+        server.off('error', onBindError);
+        server.on('error', onError);
         const address = server.address() as net.AddressInfo;
         resolve({
           protocol: this.protocol,

@@ -40,7 +40,10 @@ export class WsListener implements MsgTransListener {
     });
   }
 
-  listen(onConnection: (connection: MsgTransConnection) => void): Promise<MsgTransListenerAddress> {
+  listen(
+    onConnection: (connection: MsgTransConnection) => void,
+    onError: (error: Error) => void = () => undefined,
+  ): Promise<MsgTransListenerAddress> {
     const server = this.endpoint.httpServer ?? this.createServer();
     this.httpServer = server;
     const path = this.endpoint.path;
@@ -78,13 +81,14 @@ export class WsListener implements MsgTransListener {
       return Promise.resolve(address);
     }
     return new Promise((resolve, reject) => {
-      const onError = (err: Error) => {
+      const onBindError = (err: Error) => {
         server.off('upgrade', this.onUpgrade!);
         reject(err);
       };
-      server.once('error', onError);
+      server.once('error', onBindError);
       server.listen(this.endpoint.port, this.endpoint.host, () => {
-        server.off('error', onError);
+        server.off('error', onBindError);
+        server.on('error', onError);
         resolve(this.addressOf(server));
       });
     });
