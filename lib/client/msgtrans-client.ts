@@ -71,6 +71,9 @@ export class MsgTransClient
   private readonly whileDisconnected: 'wait' | 'fail';
   private readonly maxQueuedCalls: number;
   private waitingCalls = 0;
+  // backoff carried across reconnections of short-lived sessions
+  private reconnectAttempts = 0;
+  private connectedAt = 0;
   // Set while a reconnection loop runs; ends it (rejecting whoever waits).
   private stopReconnecting: ((error: Error) => void) | null = null;
 
@@ -356,7 +359,10 @@ export class MsgTransClient
 
   private activate(session: MsgTransSession): MsgTransSession {
     this.connecting = null;
+    // never two live sessions: a connection that won a race replaces, and closes, the other
+    if (this.session && this.session !== session) this.session.close();
     this.session = session;
+    this.connectedAt = Date.now();
     this._status$.next(MsgTransStatus.CONNECTED);
     this.events.emit('connect', session);
     return session;
@@ -371,7 +377,10 @@ export class MsgTransClient
     if (!policy || this.stopReconnecting) return;
     const generation = this.generation;
     this._status$.next(MsgTransStatus.RECONNECTING);
-    let attempt = 0;
+    // A session that dropped soon after it was made (a server that accepts,
+    // then refuses) continues the backoff instead of restarting it.
+    if (Date.now() - this.connectedAt > policy.maxDelay) this.reconnectAttempts = 0;
+    let attempt = this.reconnectAttempts;
     let timer: NodeJS.Timeout | null = null;
     let settle!: { resolve: (s: MsgTransSession) => void; reject: (e: Error) => void };
     const done = new Promise<MsgTransSession>((resolve, reject) => (settle = { resolve, reject }));
@@ -396,20 +405,29 @@ export class MsgTransClient
     const tryOnce = () => {
       timer = null;
       attempt++;
+      this.reconnectAttempts = attempt;
       this.protocol.connect(this.endpoint, this.connectContext).then(
         (connection) => {
           if (generation !== this.generation) {
             connection.close();
             return;
           }
-          finish();
+          // Callers keep waiting on `done` until the session is established
+          // (credentials included), so none of them opens a second connection.
           Promise.resolve()
             .then(() => this.establish(connection, generation))
-            .then(settle.resolve, (err: Error) => {
-              this.events.emit('error', err);
-              this._status$.next(MsgTransStatus.DISCONNECTED);
-              settle.reject(err);
-            });
+            .then(
+              (session) => {
+                finish();
+                settle.resolve(session);
+              },
+              (err: Error) => {
+                finish();
+                this.events.emit('error', err);
+                this._status$.next(MsgTransStatus.DISCONNECTED);
+                settle.reject(err);
+              },
+            );
         },
         (err: Error) => {
           if (generation !== this.generation) return;

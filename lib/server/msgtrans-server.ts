@@ -31,7 +31,7 @@ import {
 } from '../session/msgtrans-session.js';
 import { assertTlsOptions, parseEndpoint } from '../transport/endpoint.js';
 import { MsgTransSessions } from './msgtrans-sessions.js';
-import { SessionAuthenticator } from './session-authenticator.js';
+import { AUTH_ROUTE, SessionAuthenticator } from './session-authenticator.js';
 import { EventListeners } from '../transport/event-listeners.js';
 import type {
   MsgTransConnection,
@@ -203,7 +203,13 @@ export class MsgTransServer
 
   /** @internal session callback */
   onRequest(session: MsgTransSession, message: IncomingMessage): void {
-    if (this.authenticator?.intercept(session, message)) return;
+    if (this.authenticator) {
+      if (this.authenticator.intercept(session, message)) return;
+    } else if (message.route === AUTH_ROUTE) {
+      // without a hook everyone is accepted, credentials or not
+      session.reply(message, { authenticated: true });
+      return;
+    }
     if (this.draining) {
       session.replyError(message, { status: 'error', message: 'Server is shutting down', code: MsgTransErrorCode.SHUTTING_DOWN });
       return;
