@@ -13,6 +13,13 @@ export interface ExtHeaderEntries {
 }
 
 const EMPTY = Buffer.alloc(0);
+const ROUTE_ONLY = new Map<string, Buffer>();
+// patterns are few in practice; the bound keeps a caller with unbounded routes from growing memory
+const ROUTE_CACHE_LIMIT = 1024;
+// "route:" in UTF-8
+const ROUTE_PREFIX = Buffer.from(`${ROUTE_KEY}:`);
+const NEWLINE = 0x0a;
+const PERCENT = 0x25;
 const NEEDS_ESCAPE = /[%\n\r]/;
 const ESCAPED = /%(25|0A|0D)/gi;
 
@@ -43,6 +50,15 @@ function assertKey(key: string): void {
  * nothing to say.
  */
 export function encodeExtHeader(route: string | undefined, metadata?: Record<string, string>): Buffer {
+  if (metadata === undefined && route !== undefined) {
+    // route-only headers repeat constantly (one per pattern): encode each once
+    let cached = ROUTE_ONLY.get(route);
+    if (cached === undefined) {
+      cached = Buffer.from(`${ROUTE_KEY}:${escapeValue(route)}`, 'utf8');
+      if (ROUTE_ONLY.size < ROUTE_CACHE_LIMIT) ROUTE_ONLY.set(route, cached);
+    }
+    return cached;
+  }
   let text = route === undefined ? '' : `${ROUTE_KEY}:${escapeValue(route)}`;
   if (metadata) {
     for (const key of Object.keys(metadata)) {
@@ -52,6 +68,20 @@ export function encodeExtHeader(route: string | undefined, metadata?: Record<str
     }
   }
   return text.length === 0 ? EMPTY : Buffer.from(text, 'utf8');
+}
+
+/**
+ * The route of a header that holds nothing but a plain `route:` entry (the
+ * common case), without the general parse; undefined for anything else.
+ */
+export function routeOnly(buf: Buffer): string | undefined {
+  if (buf.length <= ROUTE_PREFIX.length || buf.compare(ROUTE_PREFIX, 0, ROUTE_PREFIX.length, 0, ROUTE_PREFIX.length) !== 0) {
+    return undefined;
+  }
+  if (buf.indexOf(NEWLINE, ROUTE_PREFIX.length) >= 0 || buf.indexOf(PERCENT, ROUTE_PREFIX.length) >= 0 || !isUtf8(buf)) {
+    return undefined;
+  }
+  return buf.toString('utf8', ROUTE_PREFIX.length);
 }
 
 /**

@@ -76,6 +76,8 @@ export function readHeader(buf: Buffer, offset: number, limits: PacketLimits): P
  * Builds the packet whose header was read at `offset`; extension header and
  * payload are views into `buf`, not copies.
  */
+const EMPTY = Buffer.alloc(0);
+
 export function packetAt(buf: Buffer, offset: number, header: PacketHeader): MsgTransPacket {
   const extStart = offset + HEADER_SIZE;
   const payloadStart = extStart + header.extHeaderLength;
@@ -85,7 +87,8 @@ export function packetAt(buf: Buffer, offset: number, header: PacketHeader): Msg
     bizType: header.bizType,
     messageId: header.messageId,
     flags: header.flags,
-    extHeader: buf.subarray(extStart, payloadStart),
+    // most packets have no extension header: share one empty buffer instead of a view
+    extHeader: header.extHeaderLength === 0 ? EMPTY : buf.subarray(extStart, payloadStart),
     payload: buf.subarray(payloadStart, payloadStart + header.payloadLength),
   };
 }

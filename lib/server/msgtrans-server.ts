@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { isObservable } from 'rxjs';
 import type { MessageHandler } from '@nestjs/microservices';
 import { Server, type CustomTransportStrategy } from '@nestjs/microservices';
 import { MSGTRANS_DEFAULTS, MSGTRANS_TRANSPORT, NO_MESSAGE_HANDLER } from '../constants.js';
@@ -38,6 +39,9 @@ import type {
   MsgTransListener,
   MsgTransListenerAddress,
 } from '../transport/msgtrans-connection.interface.js';
+
+/** Nest's wording for an event nobody handles (its constant is not exported). */
+const NO_EVENT_HANDLER = 'There is no matching event handler defined in the remote service. Event pattern: ';
 
 // Distinct routes remembered by the handler lookup; past this, lookups still
 // work but are not cached, so a peer sending random routes cannot grow memory.
@@ -83,6 +87,8 @@ export class MsgTransServer
   // sessions waiting for the authenticate hook: not yet in `sessions`
   private readonly held = new Set<MsgTransSession>();
   private readonly violationCounts = new Map<string, number>();
+  // Nest's own no-op start hook, to tell when instrumentation replaced it
+  private readonly defaultStartHook = this.onProcessingStartHook;
 
   constructor(private readonly options: MsgTransServerOptions) {
     super();
@@ -220,6 +226,10 @@ export class MsgTransServer
       return;
     }
     const context = new MsgTransContext([session, message]);
+    if (this.hooksUnset()) {
+      void this.invoke(handler, session, message, context);
+      return;
+    }
     try {
       this.onProcessingStartHook(this.transportId, context, () => this.invoke(handler, session, message, context));
     } catch (err) {
@@ -231,9 +241,31 @@ export class MsgTransServer
   onEvent(session: MsgTransSession, message: IncomingMessage): void {
     if (this.authenticator?.intercept(session, message)) return;
     const context = new MsgTransContext([session, message]);
-    this.handleEvent(message.route, { pattern: message.route, data: message.data }, context).catch((err) =>
-      this.logger.error(err),
+    if (!this.hooksUnset()) {
+      this.handleEvent(message.route, { pattern: message.route, data: message.data }, context).catch((err) =>
+        this.logger.error(err),
+      );
+      return;
+    }
+    // Same as Nest's handleEvent without the processing-hook plumbing nobody set:
+    // several promises and closures less per event.
+    const handler = this.getHandlerByPattern(message.route);
+    if (!handler) {
+      this.logger.error(`${NO_EVENT_HANDLER}${message.route}`);
+      return;
+    }
+    handler(message.data, context).then(
+      (result: unknown) => {
+        // an Observable result runs even though nobody waits for it, as in Nest
+        if (isObservable(result)) result.subscribe({ error: (err: unknown) => this.logger.error(err) });
+      },
+      (err: unknown) => this.logger.error(err),
     );
+  }
+
+  /** True while no instrumentation has set processing hooks, so requests can skip them. */
+  private hooksUnset(): boolean {
+    return this.onProcessingStartHook === this.defaultStartHook && !(this.onProcessingEndHook as unknown);
   }
 
   /** @internal session callback */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isObservable, type Observable, type Subscription } from 'rxjs';
 import { compress, decompress } from '../codec/compression.js';
-import { decodeExtHeader, encodeExtHeader } from '../codec/ext-header.js';
+import { decodeExtHeader, encodeExtHeader, routeOnly } from '../codec/ext-header.js';
 import { MessageIdCounter } from '../codec/message-id-counter.js';
 import { Compression, PacketFlag, PacketType, type MsgTransPacket } from '../codec/packet.js';
 import { encodePacket, encodePacketWithText } from '../codec/packet-encoder.js';
@@ -349,7 +349,13 @@ export class MsgTransSession {
   }
 
   private toMessage(packet: MsgTransPacket): IncomingMessage {
-    const { route, metadata } = decodeExtHeader(packet.extHeader);
+    const ext = packet.extHeader;
+    let route: string | undefined;
+    let metadata: Record<string, string> | undefined;
+    if (ext.length > 0) {
+      route = routeOnly(ext);
+      if (route === undefined) ({ route, metadata } = decodeExtHeader(ext));
+    }
     return {
       packetType: packet.packetType,
       messageId: packet.messageId,
