@@ -12,7 +12,8 @@ import { packetAt, readHeader, type PacketHeader } from './packet-decoder.js';
  * must be closed.
  */
 export class PacketStreamDecoder {
-  private readonly head = Buffer.allocUnsafe(HEADER_SIZE);
+  // made on the first header split across reads; an idle connection never needs it
+  private head: Buffer | null = null;
   private headFill = 0;
   private body: Buffer | null = null;
   private bodyFill = 0;
@@ -55,7 +56,7 @@ export class PacketStreamDecoder {
       offset += header.totalLength;
     }
     if (!this.stopped && offset < end) {
-      chunk.copy(this.head, 0, offset, end);
+      chunk.copy((this.head ??= Buffer.allocUnsafe(HEADER_SIZE)), 0, offset, end);
       this.headFill = end - offset;
     }
   }
@@ -64,13 +65,14 @@ export class PacketStreamDecoder {
   private continuePartial(chunk: Buffer): number {
     let offset = 0;
     if (this.body === null) {
+      const head = this.head as Buffer;
       const take = Math.min(HEADER_SIZE - this.headFill, chunk.length);
-      chunk.copy(this.head, this.headFill, 0, take);
+      chunk.copy(head, this.headFill, 0, take);
       this.headFill += take;
       offset = take;
       if (this.headFill < HEADER_SIZE) return -1;
       this.headFill = 0;
-      this.startBody(readHeader(this.head, 0, this.limits), this.head, 0);
+      this.startBody(readHeader(head, 0, this.limits), head, 0);
       // startBody copied the 16 header bytes in; continue with the rest of the chunk
     }
     const body = this.body as Buffer;

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { isObservable, type Observable, type Subscription } from 'rxjs';
 import { compress, decompress } from '../codec/compression.js';
 import { decodeExtHeader, encodeExtHeader, routeOnly } from '../codec/ext-header.js';
-import { MessageIdCounter } from '../codec/message-id-counter.js';
+import { nextMessageId } from '../codec/message-id-counter.js';
 import { Compression, PacketFlag, PacketType, type MsgTransPacket } from '../codec/packet.js';
 import { encodePacket, encodePacketWithText } from '../codec/packet-encoder.js';
 import type { MsgTransCodec } from '../envelope/msgtrans-codec.interface.js';
@@ -12,7 +12,7 @@ import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js'
 import { MsgTransProtocolError } from '../errors/msgtrans-protocol-error.js';
 import { MsgTransTimeoutError } from '../errors/msgtrans-timeout-error.js';
 import { MsgTransLimitError } from '../errors/msgtrans-limit-error.js';
-import type { MsgTransConnection } from '../transport/msgtrans-connection.interface.js';
+import type { MsgTransConnection, MsgTransConnectionSink } from '../transport/msgtrans-connection.interface.js';
 import type { ConnectionLimits } from '../transport/msgtrans-protocol.interface.js';
 import type { IncomingMessage } from './incoming-message.interface.js';
 
@@ -56,16 +56,19 @@ const FINAL = 0;
  * serves both ends: a server answers requests on it, a client sends them, and
  * either can do both.
  */
-export class MsgTransSession {
+export class MsgTransSession implements MsgTransConnectionSink {
   /** Unique id of this session, stable for its lifetime. */
   readonly id = randomUUID();
   /** What the server's `authenticate` hook returned for this connection (undefined without one). */
   principal: unknown = undefined;
-  private readonly ids = new MessageIdCounter();
+  // the next message id this side sends (a plain number: one object less per connection)
+  private nextId = 1;
   // Insertion order is deadline order (one timeout for all), so the timeout
   // sweep only ever looks at the head of the map.
-  private readonly pending = new Map<number, PendingRequest>();
-  private readonly replying = new Map<number, Subscription>();
+  // Both maps are created on first use: most server sessions never send a
+  // request, and an idle connection should cost as little as possible.
+  private pending: Map<number, PendingRequest> | null = null;
+  private replying: Map<number, Subscription> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private isClosed = false;
   // requests from the peer whose reply has not ended yet
@@ -77,10 +80,8 @@ export class MsgTransSession {
     private readonly options: MsgTransSessionOptions,
     private readonly handler: MsgTransSessionHandler,
   ) {
-    connection.open({
-      onPacket: (packet) => this.onPacket(packet),
-      onClose: (error) => this.teardown(error),
-    });
+    // the session is the connection's sink itself: no extra object or closures per connection
+    connection.open(this);
   }
 
   /** Protocol of the underlying connection (`tcp`, `tls`, …). */
@@ -94,7 +95,7 @@ export class MsgTransSession {
 
   /** Requests sent and still waiting for their reply. */
   get pendingRequests(): number {
-    return this.pending.size;
+    return this.pending?.size ?? 0;
   }
 
   /** Requests from the peer being answered right now. */
@@ -117,12 +118,13 @@ export class MsgTransSession {
       observer.error(this.closedError());
       return 0;
     }
-    let id = this.ids.next();
+    const pending = (this.pending ??= new Map());
+    let id = this.takeId();
     // After a wrap, skip ids a long-lived request still holds.
-    while (this.pending.has(id)) id = this.ids.next();
+    while (pending.has(id)) id = this.takeId();
     this.send(PacketType.REQUEST, bizType, id, route, metadata, data, 0);
     const timeout = this.options.requestTimeout;
-    this.pending.set(id, { observer, deadline: timeout > 0 ? Date.now() + timeout : Infinity });
+    pending.set(id, { observer, deadline: timeout > 0 ? Date.now() + timeout : Infinity });
     if (timeout > 0 && this.timer === null) this.armTimer();
     return id;
   }
@@ -130,7 +132,7 @@ export class MsgTransSession {
   /** Sends a one-way packet (an event). */
   emit(bizType: number, route: string | undefined, data: unknown, metadata: Record<string, string> | undefined): void {
     if (this.isClosed) throw this.closedError();
-    this.send(PacketType.ONE_WAY, bizType, this.ids.next(), route, metadata, data, 0);
+    this.send(PacketType.ONE_WAY, bizType, this.takeId(), route, metadata, data, 0);
   }
 
   /**
@@ -138,7 +140,7 @@ export class MsgTransSession {
    * more and the peer is sent CANCEL so it stops producing.
    */
   cancel(id: number): void {
-    if (!this.pending.delete(id) || this.isClosed) return;
+    if (!this.pending?.delete(id) || this.isClosed) return;
     this.sendCancel(id);
   }
 
@@ -214,9 +216,10 @@ export class MsgTransSession {
       done?.();
       return;
     }
-    this.replying.set(id, subscription);
+    const replying = (this.replying ??= new Map());
+    replying.set(id, subscription);
     subscription.add(() => {
-      if (this.replying.get(id) === subscription) this.replying.delete(id);
+      if (replying.get(id) === subscription) replying.delete(id);
       // cancelled (CANCEL or close) rather than ended by a reply packet
       if (!finished) this.answering--;
       done?.();
@@ -290,7 +293,8 @@ export class MsgTransSession {
     this.connection.send(packet);
   }
 
-  private onPacket(packet: MsgTransPacket): void {
+  /** @internal connection sink: a validated packet arrived. */
+  onPacket(packet: MsgTransPacket): void {
     try {
       switch (packet.packetType) {
         case PacketType.RESPONSE:
@@ -298,7 +302,7 @@ export class MsgTransSession {
           return;
         case PacketType.ONE_WAY:
           if (packet.flags & PacketFlag.CANCEL) {
-            this.replying.get(packet.messageId)?.unsubscribe();
+            this.replying?.get(packet.messageId)?.unsubscribe();
             return;
           }
           this.handler.onEvent(this, this.toMessage(packet));
@@ -320,29 +324,30 @@ export class MsgTransSession {
 
   private onResponse(packet: MsgTransPacket): void {
     const id = packet.messageId;
-    const entry = this.pending.get(id);
+    const pending = this.pending;
+    const entry = pending?.get(id);
     // Replies to requests that timed out or were cancelled are dropped.
-    if (entry === undefined) return;
+    if (pending == null || entry === undefined) return;
     const flags = packet.flags;
     if (flags & PacketFlag.END) {
-      this.pending.delete(id);
+      pending.delete(id);
       entry.observer.complete();
       return;
     }
     const value = this.decodePayload(packet);
     if (flags & PacketFlag.ERROR) {
-      this.pending.delete(id);
+      pending.delete(id);
       entry.observer.error(value);
     } else if (flags & PacketFlag.MORE) {
       if (entry.deadline !== Infinity) {
         // re-inserting keeps the map in deadline order
-        this.pending.delete(id);
+        pending.delete(id);
         entry.deadline = Date.now() + this.options.requestTimeout;
-        this.pending.set(id, entry);
+        pending.set(id, entry);
       }
       entry.observer.next(value);
     } else {
-      this.pending.delete(id);
+      pending.delete(id);
       entry.observer.next(value);
       entry.observer.complete();
     }
@@ -383,26 +388,40 @@ export class MsgTransSession {
   }
 
   private armTimer(): void {
-    const first = this.pending.values().next();
+    const first = this.pending?.values().next();
+    if (first === undefined) return;
     if (first.done || first.value.deadline === Infinity) return;
-    this.timer = setTimeout(this.sweep, Math.max(0, first.value.deadline - Date.now()) + 1);
+    this.timer = setTimeout(() => this.sweep(), Math.max(0, first.value.deadline - Date.now()) + 1);
     this.timer.unref();
   }
 
-  private readonly sweep = (): void => {
+  private sweep(): void {
     this.timer = null;
     const now = Date.now();
-    for (const [id, entry] of this.pending) {
+    const pending = this.pending;
+    if (pending === null) return;
+    for (const [id, entry] of pending) {
       if (entry.deadline > now) break;
-      this.pending.delete(id);
+      pending.delete(id);
       this.sendCancel(id);
       entry.observer.error(new MsgTransTimeoutError(this.options.requestTimeout));
     }
     if (!this.isClosed) this.armTimer();
-  };
+  }
 
   private closedError(): Error {
     return this.pendingError ?? new MsgTransConnectionError(MsgTransErrorCode.CONNECTION_CLOSED, 'Connection is closed');
+  }
+
+  private takeId(): number {
+    const id = this.nextId;
+    this.nextId = nextMessageId(id);
+    return id;
+  }
+
+  /** @internal connection sink: the connection is gone. */
+  onClose(error?: Error): void {
+    this.teardown(error);
   }
 
   /** Runs once, whichever comes first: our close() or the connection going away. */
@@ -411,7 +430,7 @@ export class MsgTransSession {
     this.isClosed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    if (this.pending.size > 0) {
+    if (this.pending !== null && this.pending.size > 0) {
       const failure =
         this.pendingError ??
         new MsgTransConnectionError(
@@ -423,7 +442,7 @@ export class MsgTransSession {
       this.pending.clear();
       for (const entry of entries) entry.observer.error(failure);
     }
-    if (this.replying.size > 0) {
+    if (this.replying !== null && this.replying.size > 0) {
       const subscriptions = [...this.replying.values()];
       this.replying.clear();
       for (const subscription of subscriptions) subscription.unsubscribe();

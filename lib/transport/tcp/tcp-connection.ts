@@ -20,11 +20,12 @@ export class TcpConnection implements MsgTransConnection {
   readonly peerCertificate: X509Certificate | undefined;
   private sink: MsgTransConnectionSink | null = null;
   private readonly decoder: PacketStreamDecoder;
-  private readonly queue = new WriteQueue((items, bytes) => this.write(items, bytes));
+  // created on first use, like the watchdog: idle connections stay small
+  private queue: WriteQueue | null = null;
   private isClosed = false;
   private closeError: Error | undefined;
   private endTimer: NodeJS.Timeout | null = null;
-  private readonly watchdog: IncompleteMessageWatchdog;
+  private watchdog: IncompleteMessageWatchdog | null = null;
   private readPaused = false;
   // packets decoded so far: tells the watchdog whether a chunk completed one
   private received = 0;
@@ -42,7 +43,6 @@ export class TcpConnection implements MsgTransConnection {
       this.received++;
       this.sink?.onPacket(packet);
     });
-    this.watchdog = new IncompleteMessageWatchdog(limits.incompleteMessageTimeout, (err) => this.close(err));
     socket.on('error', (err) => {
       this.closeError ??= err;
     });
@@ -63,7 +63,11 @@ export class TcpConnection implements MsgTransConnection {
       try {
         const before = this.received;
         this.decoder.push(chunk);
-        this.watchdog.update(this.decoder.pendingBytes, this.received !== before);
+        const pendingBytes = this.decoder.pendingBytes;
+        if (pendingBytes > 0 || this.watchdog !== null) {
+          this.watchdog ??= new IncompleteMessageWatchdog(this.limits.incompleteMessageTimeout, (err) => this.close(err));
+          this.watchdog.update(pendingBytes, this.received !== before);
+        }
       } catch (err) {
         this.close(err as Error);
       }
@@ -71,21 +75,21 @@ export class TcpConnection implements MsgTransConnection {
   }
 
   send(packet: Buffer): void {
-    if (!this.isClosed) this.queue.push(packet);
+    if (!this.isClosed) (this.queue ??= new WriteQueue((items, bytes) => this.write(items, bytes))).push(packet);
   }
 
   close(error?: Error): void {
     if (this.isClosed) return;
     this.isClosed = true;
     this.decoder.stop();
-    this.watchdog.stop();
+    this.watchdog?.stop();
     if (error) {
       this.closeError = error;
-      this.queue.clear();
+      this.queue?.clear();
       this.socket.destroy();
       return;
     }
-    this.queue.flushNow();
+    this.queue?.flushNow();
     this.socket.end();
     this.endTimer = setTimeout(() => this.socket.destroy(), END_GRACE_MS);
     this.endTimer.unref();
@@ -129,8 +133,8 @@ export class TcpConnection implements MsgTransConnection {
     this.endTimer = null;
     this.isClosed = true;
     this.decoder.stop();
-    this.watchdog.stop();
-    this.queue.clear();
+    this.watchdog?.stop();
+    this.queue?.clear();
     const sink = this.sink;
     this.sink = null;
     sink?.onClose(this.closeError);
