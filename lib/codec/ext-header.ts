@@ -75,13 +75,16 @@ export function encodeExtHeader(route: string | undefined, metadata?: Record<str
  * common case), without the general parse; undefined for anything else.
  */
 export function routeOnly(buf: Buffer): string | undefined {
-  if (buf.length <= ROUTE_PREFIX.length || buf.compare(ROUTE_PREFIX, 0, ROUTE_PREFIX.length, 0, ROUTE_PREFIX.length) !== 0) {
-    return undefined;
+  const length = buf.length;
+  const prefix = ROUTE_PREFIX.length;
+  // short headers: one JS pass beats several native calls; ASCII only, the rest takes the general path
+  if (length <= prefix || length > 256) return undefined;
+  for (let i = 0; i < prefix; i++) if (buf[i] !== ROUTE_PREFIX[i]) return undefined;
+  for (let i = prefix; i < length; i++) {
+    const byte = buf[i];
+    if (byte === NEWLINE || byte === PERCENT || byte >= 0x80) return undefined;
   }
-  if (buf.indexOf(NEWLINE, ROUTE_PREFIX.length) >= 0 || buf.indexOf(PERCENT, ROUTE_PREFIX.length) >= 0 || !isUtf8(buf)) {
-    return undefined;
-  }
-  return buf.toString('utf8', ROUTE_PREFIX.length);
+  return buf.toString('latin1', prefix, length);
 }
 
 /**

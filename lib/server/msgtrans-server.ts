@@ -227,7 +227,26 @@ export class MsgTransServer
     }
     const context = new MsgTransContext([session, message]);
     if (this.hooksUnset()) {
-      void this.invoke(handler, session, message, context);
+      // no async frame on the hot path: the handler's promise is answered directly
+      let result: Promise<unknown>;
+      try {
+        result = handler(message.data, context);
+      } catch (err) {
+        this.replyFailure(session, message, err);
+        return;
+      }
+      // Nest's handlers return promises; a hand-registered one may not
+      if (typeof (result as Partial<Promise<unknown>> | undefined)?.then !== 'function') result = Promise.resolve(result);
+      result.then(
+        (value) => {
+          try {
+            session.reply(message, value);
+          } catch (err) {
+            this.replyFailure(session, message, err);
+          }
+        },
+        (err: unknown) => this.replyFailure(session, message, err),
+      );
       return;
     }
     try {
@@ -292,12 +311,16 @@ export class MsgTransServer
       session.reply(message, await handler(message.data, context), end);
     } catch (err) {
       end?.();
-      if (session.closed) return;
-      try {
-        session.replyError(message, err);
-      } catch (unsendable) {
-        this.logger.error(unsendable);
-      }
+      this.replyFailure(session, message, err);
+    }
+  }
+
+  private replyFailure(session: MsgTransSession, message: IncomingMessage, err: unknown): void {
+    if (session.closed) return;
+    try {
+      session.replyError(message, err);
+    } catch (unsendable) {
+      this.logger.error(unsendable);
     }
   }
 

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { isObservable, type Observable, type Subscription } from 'rxjs';
 import { compress, decompress } from '../codec/compression.js';
 import { decodeExtHeader, encodeExtHeader, routeOnly } from '../codec/ext-header.js';
@@ -58,7 +58,7 @@ const FINAL = 0;
  */
 export class MsgTransSession implements MsgTransConnectionSink {
   /** Unique id of this session, stable for its lifetime. */
-  readonly id = randomUUID();
+  readonly id = newSessionId();
   /** What the server's `authenticate` hook returned for this connection (undefined without one). */
   principal: unknown = undefined;
   // the next message id this side sends (a plain number: one object less per connection)
@@ -449,6 +449,14 @@ export class MsgTransSession implements MsgTransConnectionSink {
     }
     this.handler.onClose(this, error);
   }
+}
+
+// Session ids: a random prefix per process and a counter. One flat short
+// string per connection (a randomUUID() string is a ~600-byte rope in V8).
+const ID_PREFIX = randomBytes(6).toString('hex');
+let sessionCounter = 0;
+function newSessionId(): string {
+  return `${ID_PREFIX}-${(++sessionCounter).toString(36)}`;
 }
 
 function toBuffer(bytes: Uint8Array): Buffer {
