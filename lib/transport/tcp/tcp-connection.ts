@@ -19,7 +19,8 @@ export class TcpConnection implements MsgTransConnection {
   readonly remotePort: number | undefined;
   readonly peerCertificate: X509Certificate | undefined;
   private sink: MsgTransConnectionSink | null = null;
-  private readonly decoder: PacketStreamDecoder;
+  // made on the first bytes received, like the queue and watchdog below
+  private decoder: PacketStreamDecoder | null = null;
   // created on first use, like the watchdog: idle connections stay small
   private queue: WriteQueue | null = null;
   private isClosed = false;
@@ -39,10 +40,6 @@ export class TcpConnection implements MsgTransConnection {
     this.remotePort = socket.remotePort;
     this.peerCertificate = (socket as TLSSocket).getPeerX509Certificate?.() ?? undefined;
     socket.setNoDelay(true);
-    this.decoder = new PacketStreamDecoder(limits, (packet) => {
-      this.received++;
-      this.sink?.onPacket(packet);
-    });
     socket.on('error', (err) => {
       this.closeError ??= err;
     });
@@ -61,9 +58,13 @@ export class TcpConnection implements MsgTransConnection {
     }
     this.socket.on('data', (chunk: Buffer) => {
       try {
+        const decoder = (this.decoder ??= new PacketStreamDecoder(this.limits, (packet) => {
+          this.received++;
+          this.sink?.onPacket(packet);
+        }));
         const before = this.received;
-        this.decoder.push(chunk);
-        const pendingBytes = this.decoder.pendingBytes;
+        decoder.push(chunk);
+        const pendingBytes = decoder.pendingBytes;
         if (pendingBytes > 0 || this.watchdog !== null) {
           this.watchdog ??= new IncompleteMessageWatchdog(this.limits.incompleteMessageTimeout, (err) => this.close(err));
           this.watchdog.update(pendingBytes, this.received !== before);
@@ -81,7 +82,7 @@ export class TcpConnection implements MsgTransConnection {
   close(error?: Error): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    this.decoder.stop();
+    this.decoder?.stop();
     this.watchdog?.stop();
     if (error) {
       this.closeError = error;
@@ -132,7 +133,7 @@ export class TcpConnection implements MsgTransConnection {
     if (this.endTimer) clearTimeout(this.endTimer);
     this.endTimer = null;
     this.isClosed = true;
-    this.decoder.stop();
+    this.decoder?.stop();
     this.watchdog?.stop();
     this.queue?.clear();
     const sink = this.sink;

@@ -9,6 +9,7 @@ import { MsgTransProtocolError } from '../../errors/msgtrans-protocol-error.js';
 import type { MsgTransConnection, MsgTransConnectionSink } from '../msgtrans-connection.interface.js';
 import { sendBufferFull } from '../connection-guards.js';
 import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
+import { joinHeartbeat } from '../heartbeat.js';
 import { WriteQueue } from '../write-queue.js';
 
 /** Close code for a text frame: "unsupported data" (RFC 6455 §7.4.1). */
@@ -30,7 +31,7 @@ export class WsConnection implements MsgTransConnection {
   private readonly queue = new WriteQueue((items) => this.write(items));
   private isClosed = false;
   private closeError: Error | undefined;
-  private heartbeat: NodeJS.Timeout | null = null;
+  private leaveHeartbeat: (() => void) | null = null;
   private alive = true;
   private readPaused = false;
 
@@ -51,10 +52,7 @@ export class WsConnection implements MsgTransConnection {
     ws.on('pong', () => {
       this.alive = true;
     });
-    if (heartbeatInterval > 0) {
-      this.heartbeat = setInterval(() => this.beat(), heartbeatInterval);
-      this.heartbeat.unref();
-    }
+    if (heartbeatInterval > 0) this.leaveHeartbeat = joinHeartbeat(heartbeatInterval, this);
   }
 
   get closed(): boolean {
@@ -146,7 +144,8 @@ export class WsConnection implements MsgTransConnection {
     }
   }
 
-  private beat(): void {
+  /** @internal heartbeat tick: ping, or drop a peer that did not answer the last one. */
+  beat(): void {
     if (!this.alive) {
       this.closeError = new MsgTransConnectionError(MsgTransErrorCode.CONNECTION_CLOSED, 'Peer missed its heartbeat');
       this.isClosed = true;
@@ -159,8 +158,8 @@ export class WsConnection implements MsgTransConnection {
   }
 
   private stopHeartbeat(): void {
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    this.heartbeat = null;
+    this.leaveHeartbeat?.();
+    this.leaveHeartbeat = null;
   }
 
   private onSocketClose(): void {
