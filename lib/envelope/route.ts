@@ -2,9 +2,9 @@ import { transformPatternToRoute } from '@nestjs/microservices/utils/transform-p
 
 /** The wire route for a message: a biz_type, or a route entry in the extension header. */
 export interface WireRoute {
-  bizType: number;
+  readonly bizType: number;
   /** Undefined when the pattern travels as `bizType` alone. */
-  route: string | undefined;
+  readonly route: string | undefined;
 }
 
 /** True for patterns that travel as biz_type: integers 0–255. */
@@ -14,6 +14,11 @@ export function isBizTypePattern(pattern: unknown): pattern is number {
 
 // Routes for packets without a route entry: one string per biz_type, made once.
 const BIZ_TYPE_ROUTES: readonly string[] = Array.from({ length: 256 }, (_, i) => String(i));
+
+const BIZ_TYPE_WIRE: readonly WireRoute[] = Array.from({ length: 256 }, (_, bizType) => ({ bizType, route: undefined }));
+const STRING_WIRE = new Map<string, WireRoute>();
+// patterns are few; the bound keeps callers with unbounded routes from growing memory
+const WIRE_CACHE_LIMIT = 1024;
 
 /** The route a receiver dispatches on when a packet has no `route` entry. */
 export function routeOfBizType(bizType: number): string {
@@ -26,8 +31,15 @@ export function routeOfBizType(bizType: number): string {
  * (objects become their canonical JSON) as the route.
  */
 export function toWireRoute(pattern: unknown): WireRoute {
-  if (isBizTypePattern(pattern)) return { bizType: pattern, route: undefined };
-  return { bizType: 0, route: typeof pattern === 'string' ? pattern : transformPatternToRoute(pattern as any) };
+  if (isBizTypePattern(pattern)) return BIZ_TYPE_WIRE[pattern];
+  if (typeof pattern !== 'string') return { bizType: 0, route: transformPatternToRoute(pattern as any) };
+  // called for every message sent: string patterns map to one shared object each
+  let wire = STRING_WIRE.get(pattern);
+  if (wire === undefined) {
+    wire = { bizType: 0, route: pattern };
+    if (STRING_WIRE.size < WIRE_CACHE_LIMIT) STRING_WIRE.set(pattern, wire);
+  }
+  return wire;
 }
 
 /** The route string a receiver dispatches on for a pattern: what `toWireRoute` sends, as received. */

@@ -273,14 +273,15 @@ export class MsgTransServer
       this.logger.error(`${NO_EVENT_HANDLER}${message.route}`);
       return;
     }
-    handler(message.data, context).then(
-      (result: unknown) => {
-        // an Observable result runs even though nobody waits for it, as in Nest
-        if (isObservable(result)) result.subscribe({ error: (err: unknown) => this.logger.error(err) });
-      },
-      (err: unknown) => this.logger.error(err),
-    );
+    handler(message.data, context).then(this.onEventResult, this.logError);
   }
+
+  // shared by every event: no closures per message
+  private readonly logError = (err: unknown): void => this.logger.error(err);
+  private readonly onEventResult = (result: unknown): void => {
+    // an Observable result runs even though nobody waits for it, as in Nest
+    if (isObservable(result)) result.subscribe({ error: this.logError });
+  };
 
   /** True while no instrumentation has set processing hooks, so requests can skip them. */
   private hooksUnset(): boolean {
