@@ -5,6 +5,7 @@ import type { WebSocket } from 'ws';
 import { decodePacket } from '../../codec/packet-decoder.js';
 import { MsgTransErrorCode } from '../../errors/error-codes.js';
 import { MsgTransConnectionError } from '../../errors/msgtrans-connection-error.js';
+import { MsgTransLimitError } from '../../errors/msgtrans-limit-error.js';
 import { MsgTransProtocolError } from '../../errors/msgtrans-protocol-error.js';
 import type { MsgTransConnection, MsgTransConnectionSink } from '../msgtrans-connection.interface.js';
 import { sendBufferFull } from '../connection-guards.js';
@@ -20,6 +21,10 @@ const CLOSE_PROTOCOL_ERROR = 1002;
 const CLOSE_TOO_BIG = 1009;
 /** Close code for a failure on our side. */
 const CLOSE_INTERNAL_ERROR = 1011;
+/** Close code for a peer past one of our limits. */
+const CLOSE_POLICY_VIOLATION = 1008;
+/** Close code for a connection refused because the server is full. */
+const CLOSE_TRY_AGAIN_LATER = 1013;
 
 /**
  * A msgtrans connection over one WebSocket: one packet per binary message.
@@ -173,6 +178,9 @@ export class WsConnection implements MsgTransConnection {
 }
 
 function closeCodeFor(error: Error): number {
+  if (error instanceof MsgTransLimitError) {
+    return error.code === MsgTransErrorCode.TOO_MANY_CONNECTIONS ? CLOSE_TRY_AGAIN_LATER : CLOSE_POLICY_VIOLATION;
+  }
   if (!(error instanceof MsgTransProtocolError)) return CLOSE_INTERNAL_ERROR;
   if (error.code === MsgTransErrorCode.UNSUPPORTED_MESSAGE) return CLOSE_UNSUPPORTED_DATA;
   if (error.code === MsgTransErrorCode.PACKET_TOO_LARGE) return CLOSE_TOO_BIG;
