@@ -90,7 +90,7 @@ export class MsgTransServer
   // Nest's own no-op start hook, to tell when instrumentation replaced it
   private readonly defaultStartHook = this.onProcessingStartHook;
 
-  constructor(private readonly options: MsgTransServerOptions) {
+  constructor(options: MsgTransServerOptions) {
     super();
     assertKnownOptions(options, 'server');
     assertTlsOptions(options.tls, 'server');

@@ -30,6 +30,7 @@ import { protocolFor, protocolTable, resolveSessionOptions } from '../../lib/com
 import type { DevCertificates } from '../../sample/dev-certs.js';
 import { testCertificates } from '../support/protocols.js';
 import { waitFor } from '../support/test-app.js';
+import { rejection, sleep, within } from '../support/async.js';
 
 // ---------------------------------------------------------------------------
 // handlers that say who is calling, and count their calls
@@ -101,30 +102,8 @@ function newClient(options: MsgTransClientOptions): MsgTransClient {
   return client;
 }
 
-/** Rejects if `promise` does not settle within `ms`. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms);
-    }),
-  ]);
-}
 
-/** What `promise` rejected with; fails if it resolved or hung. */
-async function rejection(promise: Promise<unknown>, ms: number, what: string): Promise<unknown> {
-  let value: unknown;
-  try {
-    value = await within(promise, ms, what);
-  } catch (err) {
-    if (err instanceof Error && err.message.startsWith(`${what}: not settled`)) throw err;
-    return err;
-  }
-  assert.fail(`${what}: expected a rejection, got ${JSON.stringify(value)}`);
-}
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const whoami = (client: MsgTransClient, data: unknown = {}) => within(lastValueFrom(client.send('whoami', data)), 5000, 'whoami');
 
 function assertConnectionError(err: unknown, codes: string[], what: string): void {

@@ -27,33 +27,12 @@ import type { DevCertificates } from '../../sample/dev-certs.js';
 import { testCertificates } from '../support/protocols.js';
 import { freePort, RestartableServer } from '../support/restartable-server.js';
 import { waitFor } from '../support/test-app.js';
+import { rejection, sleep, within } from '../support/async.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 
-/** Rejects if `promise` does not settle within `ms`. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms);
-    }),
-  ]);
-}
 
-/** What `promise` rejected with; fails if it resolved or hung. */
-async function rejection(promise: Promise<unknown>, ms: number, what: string): Promise<unknown> {
-  let value: unknown;
-  try {
-    value = await within(promise, ms, what);
-  } catch (err) {
-    if (err instanceof Error && err.message.startsWith(`${what}: not settled`)) throw err;
-    return err;
-  }
-  assert.fail(`${what}: expected a rejection, got ${JSON.stringify(value)}`);
-}
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function assertConnectionError(err: unknown, code: string | undefined, what: string): void {
   assert.ok(err instanceof MsgTransConnectionError, `${what}: expected a MsgTransConnectionError, got ${String(err)}`);

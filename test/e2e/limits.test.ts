@@ -28,6 +28,7 @@ import {
 } from '../../lib/index.js';
 import { PROTOCOL_CASES, testCertificates } from '../support/protocols.js';
 import { TestModule, waitFor } from '../support/test-app.js';
+import { rejection, sleep, within } from '../support/async.js';
 
 // ---------------------------------------------------------------------------
 // a test module: the shared test controller plus a slow handler
@@ -89,29 +90,8 @@ function codesOf(running: Running): string[] {
   return running.errors.map((e) => (e.error as MsgTransError).code);
 }
 
-/** Rejects if `promise` does not settle within `ms` (so no test can hang). */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms);
-    }),
-  ]);
-}
 
-/** Resolves with what a promise rejected with (fails if it resolved). */
-async function rejection(promise: Promise<unknown>, ms: number, what: string): Promise<unknown> {
-  try {
-    const value = await within(promise, ms, what);
-    assert.fail(`${what}: expected a rejection, got ${JSON.stringify(value)}`);
-  } catch (err) {
-    if (err instanceof Error && err.message.startsWith(`${what}: not settled`)) throw err;
-    return err;
-  }
-}
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---------------------------------------------------------------------------
 // msgtrans v1 by hand, for raw peers
