@@ -5,6 +5,7 @@
  */
 import * as zlib from 'node:zlib';
 import { createRequire } from 'node:module';
+import { MsgTransErrorCode } from '../../lib/errors/error-codes.js';
 
 export const HEADER = 16;
 
@@ -28,24 +29,8 @@ export const CANCEL = 0x0080;
 /** A QUIC frame may not declare more than this, whatever the packet limit (PROTOCOL.md). */
 export const QUIC_MAX_FRAME = 16 * 1024 * 1024;
 
-/** Error codes as the library reports them (its public API, see lib/errors/error-codes.ts). */
-export const Code = {
-  BAD_VERSION: 'ERR_MSGTRANS_BAD_VERSION',
-  BAD_COMPRESSION: 'ERR_MSGTRANS_BAD_COMPRESSION',
-  BAD_PACKET_TYPE: 'ERR_MSGTRANS_BAD_PACKET_TYPE',
-  FRAGMENTED: 'ERR_MSGTRANS_FRAGMENTED',
-  PACKET_TOO_LARGE: 'ERR_MSGTRANS_PACKET_TOO_LARGE',
-  EXT_HEADER_TOO_LARGE: 'ERR_MSGTRANS_EXT_HEADER_TOO_LARGE',
-  BAD_LENGTH: 'ERR_MSGTRANS_BAD_LENGTH',
-  BAD_FRAME: 'ERR_MSGTRANS_BAD_FRAME',
-  UNSUPPORTED_MESSAGE: 'ERR_MSGTRANS_UNSUPPORTED_MESSAGE',
-  BAD_EXT_HEADER: 'ERR_MSGTRANS_BAD_EXT_HEADER',
-  BAD_PAYLOAD: 'ERR_MSGTRANS_BAD_PAYLOAD',
-  DECOMPRESSION_FAILED: 'ERR_MSGTRANS_DECOMPRESSION_FAILED',
-  DECOMPRESSED_TOO_LARGE: 'ERR_MSGTRANS_DECOMPRESSED_TOO_LARGE',
-  INCOMPLETE_TIMEOUT: 'ERR_MSGTRANS_INCOMPLETE_TIMEOUT',
-  TOO_MANY_IN_FLIGHT: 'ERR_MSGTRANS_TOO_MANY_IN_FLIGHT',
-} as const;
+/** Error codes as the library reports them: its public API, used as they are. */
+export const Code = MsgTransErrorCode;
 
 export interface PacketSpec {
   version?: number;
