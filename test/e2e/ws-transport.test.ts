@@ -717,3 +717,40 @@ describe('msgtrans over wss', () => {
     assert.equal(pong.payload.toString(), 'pong');
   });
 });
+
+describe('msgtrans over WebSocket: a stalled partial frame', () => {
+  test('a peer that sends part of a frame and stalls is dropped with ERR_MSGTRANS_INCOMPLETE_TIMEOUT; others keep working', async () => {
+    const running = await start({ listen: 'ws://127.0.0.1:0/msgtrans', incompleteMessageTimeout: 200 });
+    const staller = await WsPeer.open(running.url);
+    const bystander = await WsPeer.open(running.url);
+    const before = running.errors.length;
+    // FIN + binary, masked with a 16-bit length (as a client must send it), then nothing more
+    const socket = (staller.ws as unknown as { _socket: import('node:net').Socket })._socket;
+    socket.write(Buffer.from([0x82, 0xfe, 0x01]));
+    assert.equal(await nextServerErrorCode(running, before), 'ERR_MSGTRANS_INCOMPLETE_TIMEOUT');
+    const info = await withTimeout(staller.closed, 'the staller is closed');
+    assert.equal(info.code, 1008);
+    bystander.ws.send(pingRequest(5));
+    const reply = await withTimeout(
+      new Promise<InPacket>((resolve) => bystander.ws.once('message', (data) => resolve(decodeMessage(data as Buffer)))),
+      'bystander reply',
+    );
+    assert.equal(reply.messageId, 5);
+    assert.equal(reply.payload.toString(), 'pong');
+  });
+
+  test('a steady stream of whole messages never trips the timeout', async () => {
+    const running = await start({ listen: 'ws://127.0.0.1:0/msgtrans', incompleteMessageTimeout: 150 });
+    const peer = await WsPeer.open(running.url);
+    const before = running.errors.length;
+    let replies = 0;
+    peer.ws.on('message', () => replies++);
+    for (let i = 1; i <= 20; i++) {
+      peer.ws.send(pingRequest(i));
+      await sleep(25);
+    }
+    await waitFor(() => replies === 20, WAIT_MS);
+    assert.equal(running.errors.length, before, 'no violation was reported');
+    assert.equal(peer.closeInfo, undefined, 'the peer is still connected');
+  });
+});

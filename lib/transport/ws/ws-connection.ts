@@ -8,7 +8,7 @@ import { MsgTransConnectionError } from '../../errors/msgtrans-connection-error.
 import { MsgTransLimitError } from '../../errors/msgtrans-limit-error.js';
 import { MsgTransProtocolError } from '../../errors/msgtrans-protocol-error.js';
 import type { MsgTransConnection, MsgTransConnectionSink } from '../msgtrans-connection.interface.js';
-import { sendBufferFull } from '../connection-guards.js';
+import { IncompleteMessageWatchdog, sendBufferFull } from '../connection-guards.js';
 import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
 import { joinHeartbeat } from '../heartbeat.js';
 import { WriteQueue } from '../write-queue.js';
@@ -39,6 +39,8 @@ export class WsConnection implements MsgTransConnection {
   private leaveHeartbeat: (() => void) | null = null;
   private alive = true;
   private readPaused = false;
+  private watchdog: IncompleteMessageWatchdog | null = null;
+  private received = 0;
 
   constructor(
     private readonly ws: WebSocket,
@@ -71,6 +73,28 @@ export class WsConnection implements MsgTransConnection {
       return;
     }
     this.ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    this.watchIncompleteFrames();
+  }
+
+  /**
+   * ws assembles frames itself, so a peer that sends part of a message and
+   * stalls is invisible to us: after each chunk ws has parsed, look at what
+   * its receiver still holds (a private field; ws offers no public one).
+   */
+  private watchIncompleteFrames(): void {
+    const socket = (this.ws as unknown as { _socket?: Socket })._socket;
+    const receiver = (this.ws as unknown as { _receiver?: { _bufferedBytes?: number } })._receiver;
+    if (!socket || typeof receiver?._bufferedBytes !== 'number' || this.limits.incompleteMessageTimeout <= 0) return;
+    let seen = this.received;
+    // registered after ws's own listener, so it runs once ws has consumed the chunk
+    socket.on('data', () => {
+      const pending = receiver._bufferedBytes ?? 0;
+      if (pending > 0 || this.watchdog !== null) {
+        this.watchdog ??= new IncompleteMessageWatchdog(this.limits.incompleteMessageTimeout, (err) => this.close(err));
+        this.watchdog.update(pending, this.received !== seen);
+      }
+      seen = this.received;
+    });
   }
 
   send(packet: Buffer): void {
@@ -98,6 +122,7 @@ export class WsConnection implements MsgTransConnection {
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.isClosed) return;
     this.alive = true;
+    this.received++;
     if (!isBinary) {
       this.close(new MsgTransProtocolError(MsgTransErrorCode.UNSUPPORTED_MESSAGE, 'Text messages are not part of msgtrans'));
       return;
@@ -165,6 +190,7 @@ export class WsConnection implements MsgTransConnection {
   private stopHeartbeat(): void {
     this.leaveHeartbeat?.();
     this.leaveHeartbeat = null;
+    this.watchdog?.stop();
   }
 
   private onSocketClose(): void {
