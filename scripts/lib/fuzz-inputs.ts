@@ -34,7 +34,7 @@ import {
   zstdCompress,
   zstdRleBomb,
   type PacketSpec,
-} from './wire.js';
+} from '../../test/support/raw-wire.js';
 import type { OracleLimits, Outcome, ZstdKnowledge } from './oracle.js';
 
 export type Protocol = 'tcp' | 'ws' | 'quic';

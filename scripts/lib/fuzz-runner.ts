@@ -17,7 +17,7 @@
 import { ANY_CODE, OracleState, judgeFrames, judgeMessages, judgeStream, type OracleLimits, type Outcome, type ReplyExpectation } from './oracle.js';
 import { NO_VIOLATION, describeInput, type FuzzGenerator, type FuzzInput, type InputRecord, type Protocol } from './fuzz-inputs.js';
 import { openRaw, type RawConn, type Targets } from './raw-peers.js';
-import { CODEC, END, ERROR, HAS_ROUTE_TAG, MORE, REQUEST, RESPONSE, ZLIB, ZSTD, Code, encode, frame, zstdDecompress, type InPacket } from './wire.js';
+import { CODEC, END, ERROR, HAS_ROUTE_TAG, MORE, REQUEST, RESPONSE, ZLIB, ZSTD, Code, encode, frame, zstdDecompress, type InPacket } from '../../test/support/raw-wire.js';
 import * as zlib from 'node:zlib';
 import { Prng } from './prng.js';
 

@@ -25,7 +25,7 @@ import {
   ZSTD,
   NONE,
   boundedInflate,
-} from './wire.js';
+} from '../../test/support/raw-wire.js';
 
 export interface OracleLimits {
   maxPacketSize: number;

@@ -12,7 +12,7 @@ import { WebSocket } from 'ws';
 import { clientCrypto, verifyCallback } from '../../lib/transport/quic/quic-tls.js';
 import { quicTransportConfig } from '../../lib/transport/quic/quic-config.js';
 import type { Chunk, Protocol } from './fuzz-inputs.js';
-import { FrameSplitter, StreamSplitter, parsePacket, type InPacket } from './wire.js';
+import { FrameSplitter, StreamSplitter, parsePacket, type InPacket } from '../../test/support/raw-wire.js';
 
 /** Where the server listens. */
 export interface Targets {

@@ -17,57 +17,15 @@ import { verifyCallback } from '../../lib/transport/quic/quic-tls.js';
 import { createDevCertificates, type DevCertificates } from '../../sample/dev-certs.js';
 import { testCertificates } from '../support/protocols.js';
 import { startMsgTrans, waitFor, type RunningApp } from '../support/test-app.js';
+import { CODEC, END, HAS_ROUTE_TAG, HEADER, MORE, ONE_WAY, REQUEST, RESPONSE, encode as packet, frame } from '../support/raw-wire.js';
 
 // ---------------------------------------------------------------------------
 // msgtrans v1 by hand
 // ---------------------------------------------------------------------------
 
-const HEADER = 16;
-const ONE_WAY = 0;
-const REQUEST = 1;
-const RESPONSE = 2;
-
-const HAS_ROUTE_TAG = 0x0004;
-const MORE = 0x0010;
-const CODEC = 0x0020;
-const END = 0x0040;
-
 const WAIT_MS = 3000;
 const CONNECT_MS = 5000;
 const SILENCE_MS = 100;
-
-interface OutPacket {
-  packetType: number;
-  bizType?: number;
-  messageId: number;
-  flags?: number;
-  ext?: string;
-  payload?: string | Buffer;
-  /** Overrides payload_len in the header. */
-  declaredPayloadLength?: number;
-}
-
-function packet(p: OutPacket): Buffer {
-  const ext = Buffer.from(p.ext ?? '', 'utf8');
-  const payload = typeof p.payload === 'string' ? Buffer.from(p.payload, 'utf8') : (p.payload ?? Buffer.alloc(0));
-  const header = Buffer.alloc(HEADER);
-  header[0] = 1; // version
-  header[1] = 0; // no compression
-  header[2] = p.packetType;
-  header[3] = p.bizType ?? 0;
-  header.writeUInt32BE(p.messageId, 4);
-  header.writeUInt16BE(ext.length, 8);
-  header.writeUInt32BE(p.declaredPayloadLength ?? payload.length, 10);
-  header.writeUInt16BE(p.flags ?? 0, 14);
-  return Buffer.concat([header, ext, payload]);
-}
-
-/** One QUIC frame: u32 big-endian length, then exactly that many bytes. */
-function frame(bytes: Buffer, declaredLength = bytes.length): Buffer {
-  const prefix = Buffer.alloc(4);
-  prefix.writeUInt32BE(declaredLength, 0);
-  return Buffer.concat([prefix, bytes]);
-}
 
 function jsonRequest(messageId: number, route: string, value: unknown): Buffer {
   return frame(
@@ -449,7 +407,7 @@ describe('a raw msgtrans v1 peer over QUIC (@matrixai/quic, bytes per PROTOCOL.m
     },
     {
       name: 'a frame shorter than the packet its header describes',
-      bytes: () => frame(packet({ packetType: REQUEST, bizType: 10, messageId: 1, payload: 'ping', declaredPayloadLength: 40 })),
+      bytes: () => frame(packet({ packetType: REQUEST, bizType: 10, messageId: 1, payload: 'ping', payloadLen: 40 })),
       code: MsgTransErrorCode.BAD_LENGTH,
     },
     {

@@ -9,65 +9,39 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import * as zlib from 'node:zlib';
-import * as zstdNapi from 'zstd-napi';
 import { MsgTransErrorCode, type MsgTransServer } from '../../lib/index.js';
+import {
+  CANCEL,
+  CODEC,
+  END,
+  ERROR,
+  FRAGMENTED,
+  HAS_ROUTE_TAG,
+  HEADER,
+  MORE,
+  NONE,
+  ONE_WAY,
+  REQUEST,
+  RESPONSE,
+  ZLIB,
+  ZSTD,
+  encode,
+  zstdCompress,
+  zstdDecompress,
+  type PacketSpec,
+} from '../support/raw-wire.js';
 import { startMsgTrans, waitFor, type RunningApp } from '../support/test-app.js';
 
 // ---------------------------------------------------------------------------
 // msgtrans v1 by hand (PROTOCOL.md Part A + the Part B flags)
 // ---------------------------------------------------------------------------
 
-const HEADER = 16;
-const ONE_WAY = 0;
-const REQUEST = 1;
-const RESPONSE = 2;
-const NONE = 0;
-const ZSTD = 1;
-const ZLIB = 2;
-
-const FRAGMENTED = 0x0001;
-const HAS_ROUTE_TAG = 0x0004;
-const ERROR = 0x0008;
-const MORE = 0x0010;
-const CODEC = 0x0020;
-const END = 0x0040;
-const CANCEL = 0x0080;
-
 const WAIT_MS = 2000;
 const SILENCE_MS = 100;
 const NO_HANDLER = 'There is no matching message handler defined in the remote service.';
 
-interface OutPacket {
-  version?: number;
-  compression?: number;
-  packetType: number;
-  bizType?: number;
-  messageId: number;
-  flags?: number;
-  ext?: string | Buffer;
-  payload?: string | Buffer;
-  /** Overrides payload_len in the header (to declare a length that is not sent). */
-  declaredPayloadLength?: number;
-}
-
-/** Builds one packet: 16-byte big-endian header, extension header, payload. */
-function encode(p: OutPacket): Buffer {
-  const ext = typeof p.ext === 'string' ? Buffer.from(p.ext, 'utf8') : (p.ext ?? Buffer.alloc(0));
-  const payload = typeof p.payload === 'string' ? Buffer.from(p.payload, 'utf8') : (p.payload ?? Buffer.alloc(0));
-  const header = Buffer.alloc(HEADER);
-  header.writeUInt8(p.version ?? 1, 0);
-  header.writeUInt8(p.compression ?? NONE, 1);
-  header.writeUInt8(p.packetType, 2);
-  header.writeUInt8(p.bizType ?? 0, 3);
-  header.writeUInt32BE(p.messageId, 4);
-  header.writeUInt16BE(ext.length, 8);
-  header.writeUInt32BE(p.declaredPayloadLength ?? payload.length, 10);
-  header.writeUInt16BE(p.flags ?? 0, 14);
-  return Buffer.concat([header, ext, payload]);
-}
-
 /** A JSON request to a route, the way a plain peer would send it. */
-function jsonRequest(messageId: number, route: string, value: unknown, extra: Partial<OutPacket> = {}): Buffer {
+function jsonRequest(messageId: number, route: string, value: unknown, extra: Partial<PacketSpec> = {}): Buffer {
   return encode({
     packetType: REQUEST,
     messageId,
@@ -90,16 +64,6 @@ interface InPacket {
   rawPayload: Buffer;
   /** Decompressed. */
   payload: Buffer;
-}
-
-function zstdCompress(data: Buffer): Buffer {
-  const nodeZstd = (zlib as unknown as { zstdCompressSync?: (b: Buffer) => Buffer }).zstdCompressSync;
-  return nodeZstd ? nodeZstd(data) : zstdNapi.compress(data);
-}
-
-function zstdDecompress(data: Buffer): Buffer {
-  const nodeZstd = (zlib as unknown as { zstdDecompressSync?: (b: Buffer) => Buffer }).zstdDecompressSync;
-  return nodeZstd ? nodeZstd(data) : zstdNapi.decompress(data);
 }
 
 function decompress(compression: number, data: Buffer): Buffer {
@@ -597,7 +561,7 @@ describe('a raw msgtrans v1 peer (bytes per PROTOCOL.md) against MsgTransServer 
     },
     {
       name: 'payload_len 0xFFFFFFFF',
-      bytes: () => encode({ packetType: REQUEST, bizType: 10, messageId: 1, declaredPayloadLength: 0xffffffff }),
+      bytes: () => encode({ packetType: REQUEST, bizType: 10, messageId: 1, payloadLen: 0xffffffff }),
       code: MsgTransErrorCode.PACKET_TOO_LARGE,
     },
     {

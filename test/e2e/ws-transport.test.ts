@@ -22,51 +22,14 @@ import {
 } from '../../lib/index.js';
 import { testCertificates } from '../support/protocols.js';
 import { startMsgTrans, waitFor, type RunningApp } from '../support/test-app.js';
+import { CODEC, END, ERROR, HAS_ROUTE_TAG, HEADER, MORE, ONE_WAY, REQUEST, RESPONSE, encode } from '../support/raw-wire.js';
 
 // ---------------------------------------------------------------------------
 // msgtrans v1 by hand (PROTOCOL.md Part A + the Part B flags)
 // ---------------------------------------------------------------------------
 
-const HEADER = 16;
-const ONE_WAY = 0;
-const REQUEST = 1;
-const RESPONSE = 2;
-
-const HAS_ROUTE_TAG = 0x0004;
-const ERROR = 0x0008;
-const MORE = 0x0010;
-const CODEC = 0x0020;
-const END = 0x0040;
-
 const WAIT_MS = 2000;
 const SILENCE_MS = 100;
-
-interface OutPacket {
-  packetType: number;
-  bizType?: number;
-  messageId: number;
-  flags?: number;
-  ext?: string;
-  payload?: string | Buffer;
-  /** Overrides payload_len in the header (to declare a length that is not sent). */
-  declaredPayloadLength?: number;
-}
-
-/** One packet: 16-byte big-endian header, extension header, payload. */
-function encode(p: OutPacket): Buffer {
-  const ext = Buffer.from(p.ext ?? '', 'utf8');
-  const payload = typeof p.payload === 'string' ? Buffer.from(p.payload, 'utf8') : (p.payload ?? Buffer.alloc(0));
-  const header = Buffer.alloc(HEADER);
-  header.writeUInt8(1, 0); // version
-  header.writeUInt8(0, 1); // no compression
-  header.writeUInt8(p.packetType, 2);
-  header.writeUInt8(p.bizType ?? 0, 3);
-  header.writeUInt32BE(p.messageId, 4);
-  header.writeUInt16BE(ext.length, 8);
-  header.writeUInt32BE(p.declaredPayloadLength ?? payload.length, 10);
-  header.writeUInt16BE(p.flags ?? 0, 14);
-  return Buffer.concat([header, ext, payload]);
-}
 
 function jsonRequest(messageId: number, route: string, value: unknown): Buffer {
   return encode({
@@ -436,7 +399,7 @@ describe('msgtrans over WebSocket (raw ws peer)', () => {
   const badLengthCases: Array<{ name: string; bytes: () => Buffer }> = [
     {
       name: 'header declares payload 10, message carries 3',
-      bytes: () => encode({ packetType: REQUEST, bizType: 10, messageId: 1, payload: 'pin', declaredPayloadLength: 10 }),
+      bytes: () => encode({ packetType: REQUEST, bizType: 10, messageId: 1, payload: 'pin', payloadLen: 10 }),
     },
     {
       name: 'header declares payload 4, message carries 4 + 5 trailing bytes',
@@ -547,7 +510,7 @@ describe('msgtrans over WebSocket with maxPacketSize 4096', () => {
   test('a small message whose header declares more than the limit closes with 1009 and ERR_MSGTRANS_PACKET_TOO_LARGE', async () => {
     const peer = await WsPeer.open(running.url);
     const errorsBefore = running.errors.length;
-    peer.send(encode({ packetType: REQUEST, bizType: 10, messageId: 1, payload: 'ping', declaredPayloadLength: 0xffffffff }));
+    peer.send(encode({ packetType: REQUEST, bizType: 10, messageId: 1, payload: 'ping', payloadLen: 0xffffffff }));
     const close = await peer.waitClosed();
     assert.equal(close.code, 1009);
     assert.equal(await nextServerErrorCode(running, errorsBefore), MsgTransErrorCode.PACKET_TOO_LARGE);
