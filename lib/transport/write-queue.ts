@@ -18,7 +18,15 @@ export class WriteQueue {
   private bytes = 0;
   private scheduled: NodeJS.Immediate | null = null;
 
-  constructor(private readonly flush: (items: Buffer[], bytes: number) => void) {}
+  /**
+   * @param maxBatchPackets a batch this long is written at once (default 64);
+   *   Infinity keeps everything of a turn together, for transports where each
+   *   write costs far more than the wait (QUIC: a write is datagrams).
+   */
+  constructor(
+    private readonly flush: (items: Buffer[], bytes: number) => void,
+    private readonly maxBatchPackets = BATCH_PACKETS,
+  ) {}
 
   /** Bytes queued and not yet handed to `flush`. */
   get pendingBytes(): number {
@@ -28,7 +36,7 @@ export class WriteQueue {
   push(item: Buffer): void {
     this.items.push(item);
     this.bytes += item.length;
-    if (this.items.length >= BATCH_PACKETS || this.bytes >= BATCH_BYTES) {
+    if (this.items.length >= this.maxBatchPackets || this.bytes >= BATCH_BYTES) {
       // A full batch goes out now: the peer starts on it while we produce the
       // next, instead of the two sides taking turns with one huge batch.
       this.flushNow();

@@ -29,7 +29,8 @@ export class QuicConnection implements MsgTransConnection {
   private sink: MsgTransConnectionSink | null = null;
   private readonly decoder: QuicFrameDecoder;
   private readonly writer: WritableStreamDefaultWriter<Uint8Array>;
-  private readonly queue = new WriteQueue((items, bytes) => this.writeFrames(encodeFrames(items, bytes)));
+  // one stream write per turn: every write costs datagrams, so no early flush by count
+  private readonly queue = new WriteQueue((items, bytes) => this.writeFrames(encodeFrames(items, bytes)), Infinity);
   private lastWrite: Promise<void> = Promise.resolve();
   private isClosed = false;
   private closeError: Error | undefined;
