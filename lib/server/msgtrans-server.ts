@@ -227,26 +227,7 @@ export class MsgTransServer
     }
     const context = new MsgTransContext([session, message]);
     if (this.hooksUnset()) {
-      // no async frame on the hot path: the handler's promise is answered directly
-      let result: Promise<unknown>;
-      try {
-        result = handler(message.data, context);
-      } catch (err) {
-        this.replyFailure(session, message, err);
-        return;
-      }
-      // Nest's handlers return promises; a hand-registered one may not
-      if (typeof (result as Partial<Promise<unknown>> | undefined)?.then !== 'function') result = Promise.resolve(result);
-      result.then(
-        (value) => {
-          try {
-            session.reply(message, value);
-          } catch (err) {
-            this.replyFailure(session, message, err);
-          }
-        },
-        (err: unknown) => this.replyFailure(session, message, err),
-      );
+      void this.invoke(handler, session, message, context);
       return;
     }
     try {
@@ -300,7 +281,12 @@ export class MsgTransServer
     this.events.emit('disconnect', session, error);
   }
 
-  private async invoke(
+  /**
+   * Calls the handler and answers with what it produces. Not an async
+   * function: on the hot path (no processing hooks) a request costs the
+   * handler's own promise and nothing more.
+   */
+  private invoke(
     handler: MessageHandler,
     session: MsgTransSession,
     message: IncomingMessage,
@@ -308,12 +294,25 @@ export class MsgTransServer
   ): Promise<void> {
     // the end hook is optional (unset unless instrumentation sets one): skip its closure when absent
     const end = (this.onProcessingEndHook as unknown) ? this.createProcessingEndHookRunner(context) : undefined;
-    try {
-      session.reply(message, await handler(message.data, context), end);
-    } catch (err) {
+    const fail = (err: unknown) => {
       end?.();
       this.replyFailure(session, message, err);
+    };
+    let result: unknown;
+    try {
+      result = handler(message.data, context);
+    } catch (err) {
+      fail(err);
+      return Promise.resolve();
     }
+    // Nest's handlers return promises (resolve() passes those through); a hand-registered one may not
+    return Promise.resolve(result).then((value) => {
+      try {
+        session.reply(message, value, end);
+      } catch (err) {
+        fail(err);
+      }
+    }, fail);
   }
 
   private replyFailure(session: MsgTransSession, message: IncomingMessage, err: unknown): void {
