@@ -11,6 +11,7 @@ import {
   MsgTransTimeoutError,
   NO_MESSAGE_HANDLER,
   type MsgTransServer,
+  type MsgTransContext,
 } from '../../lib/index.js';
 import { PROTOCOL_CASES, testCertificates } from '../support/protocols.js';
 import { startApp, startMsgTrans, waitFor, type RunningApp } from '../support/test-app.js';
@@ -268,4 +269,38 @@ describe('error shapes match Nest TCP', () => {
       assert.deepEqual(fromMsgTrans, fromNest);
     });
   }
+});
+
+describe('processing hooks (Nest 12 instrumentation)', () => {
+  let running: RunningApp & { server: MsgTransServer; url: string };
+  let client: MsgTransClient;
+  const started: string[] = [];
+  const ended: string[] = [];
+
+  before(async () => {
+    running = await startMsgTrans({ listen: 'tcp://127.0.0.1:0' });
+    running.server.setOnProcessingStartHook((_transport, context, done) => {
+      started.push((context as MsgTransContext).getPattern());
+      return done();
+    });
+    running.server.setOnProcessingEndHook((_transport, context) => {
+      ended.push((context as MsgTransContext).getPattern());
+    });
+    client = new MsgTransClient({ url: running.url });
+  });
+
+  after(async () => {
+    client.close();
+    await running.close();
+  });
+
+  test('wrap every request, stream and event exactly once, and replies still arrive', async () => {
+    assert.equal(await lastValueFrom(client.send('echo', 1)), 1);
+    assert.deepEqual(await lastValueFrom(client.send('stream', { n: 3 }).pipe(toArray())), [1, 2, 3]);
+    await assert.rejects(lastValueFrom(client.send('fail.rpc', {})));
+    await lastValueFrom(client.emit('event', 'hooked'));
+    await waitFor(() => ended.length === 4);
+    assert.deepEqual(started.sort(), ['echo', 'event', 'fail.rpc', 'stream']);
+    assert.deepEqual(ended.sort(), ['echo', 'event', 'fail.rpc', 'stream']);
+  });
 });
