@@ -4,20 +4,11 @@ import * as zlib from 'node:zlib';
 import { COMPRESSION_BY_NAME, Compression, compress, decompress } from '../../lib/codec/index.js';
 import { MsgTransErrorCode } from '../../lib/errors/error-codes.js';
 import { MsgTransProtocolError } from '../../lib/errors/msgtrans-protocol-error.js';
+import { prng } from '../support/seeded-random.js';
 
 const MiB = 1024 * 1024;
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(seed: number, n: number): Buffer {
   const rand = prng(seed);

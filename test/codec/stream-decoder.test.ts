@@ -13,20 +13,10 @@ import {
 } from '../../lib/codec/index.js';
 import { MsgTransErrorCode } from '../../lib/errors/error-codes.js';
 import { MsgTransProtocolError } from '../../lib/errors/msgtrans-protocol-error.js';
+import { prng } from '../support/seeded-random.js';
 
 const LIMITS: PacketLimits = { maxPacketSize: 16 * 1024 * 1024, maxExtHeaderSize: 0xffff };
 
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(rand: () => number, n: number): Buffer {
   const b = Buffer.allocUnsafe(n);

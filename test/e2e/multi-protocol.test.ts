@@ -24,22 +24,12 @@ import {
 import { createDevCertificates, type DevCertificates } from '../../sample/dev-certs.js';
 import { testCertificates } from '../support/protocols.js';
 import { startApp, TestModule, waitFor, type RunningApp } from '../support/test-app.js';
+import { within } from '../support/async.js';
 
 const WAIT_MS = 5000;
 
-async function withTimeout<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+/** Rejects if `promise` does not settle within `ms` (the shared helper, with this file's argument order). */
+const withTimeout = <T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> => within(promise, ms, what);
 
 /** Binds a TCP server; resolves with it, or rejects with the bind error. */
 function bindTcp(port: number, host = '127.0.0.1'): Promise<net.Server> {

@@ -18,6 +18,7 @@ import { createDevCertificates, type DevCertificates } from '../../sample/dev-ce
 import { testCertificates } from '../support/protocols.js';
 import { startMsgTrans, waitFor, type RunningApp } from '../support/test-app.js';
 import { CODEC, END, HAS_ROUTE_TAG, HEADER, MORE, ONE_WAY, REQUEST, RESPONSE, encode as packet, frame } from '../support/raw-wire.js';
+import { within } from '../support/async.js';
 
 // ---------------------------------------------------------------------------
 // msgtrans v1 by hand
@@ -64,19 +65,8 @@ function assertResponse(p: InPacket, id: number, flags: number, bizType = 0): vo
   assert.equal(p.flags, flags, `flags: got 0x${p.flags.toString(16)}, want 0x${flags.toString(16)}`);
 }
 
-async function withTimeout<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+/** Rejects if `promise` does not settle within `ms` (the shared helper, with this file's argument order). */
+const withTimeout = <T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> => within(promise, ms, what);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

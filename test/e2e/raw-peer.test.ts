@@ -31,6 +31,7 @@ import {
   type PacketSpec,
 } from '../support/raw-wire.js';
 import { startMsgTrans, waitFor, type RunningApp } from '../support/test-app.js';
+import { within } from '../support/async.js';
 
 // ---------------------------------------------------------------------------
 // msgtrans v1 by hand (PROTOCOL.md Part A + the Part B flags)
@@ -234,19 +235,8 @@ class RawPeer {
 
 const peers: RawPeer[] = [];
 
-async function withTimeout<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+/** Rejects if `promise` does not settle within `ms` (the shared helper, with this file's argument order). */
+const withTimeout = <T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> => within(promise, ms, what);
 
 /** The fields every response to request `id` must have. */
 function assertResponseHeader(p: InPacket, id: number, bizType = 0): void {

@@ -23,6 +23,7 @@ import {
 import { testCertificates } from '../support/protocols.js';
 import { startMsgTrans, waitFor, type RunningApp } from '../support/test-app.js';
 import { CODEC, END, ERROR, HAS_ROUTE_TAG, HEADER, MORE, ONE_WAY, REQUEST, RESPONSE, encode } from '../support/raw-wire.js';
+import { within } from '../support/async.js';
 
 // ---------------------------------------------------------------------------
 // msgtrans v1 by hand (PROTOCOL.md Part A + the Part B flags)
@@ -91,15 +92,8 @@ function assertResponseHeader(p: InPacket, messageId: number, bizType = 0): void
   assert.equal(p.bizType, bizType, 'biz_type echoed');
 }
 
-function withTimeout<T>(promise: Promise<T>, label: string, ms = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${label}: nothing within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
+/** Rejects if `promise` does not settle within `ms` (the shared helper, with this file's argument order). */
+const withTimeout = <T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> => within(promise, ms, what);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
