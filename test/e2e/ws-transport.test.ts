@@ -22,7 +22,20 @@ import {
 } from '../../lib/index.js';
 import { testCertificates } from '../support/protocols.js';
 import { startMsgTrans, waitFor, type RunningApp } from '../support/test-app.js';
-import { CODEC, END, ERROR, HAS_ROUTE_TAG, HEADER, MORE, ONE_WAY, REQUEST, RESPONSE, encode } from '../support/raw-wire.js';
+import {
+  CODEC,
+  END,
+  ERROR,
+  HAS_ROUTE_TAG,
+  HEADER,
+  MORE,
+  ONE_WAY,
+  REQUEST,
+  RESPONSE,
+  encode,
+  parsePacket,
+  type InPacket,
+} from '../support/raw-wire.js';
 import { within } from '../support/async.js';
 
 // ---------------------------------------------------------------------------
@@ -46,33 +59,13 @@ function pingRequest(messageId: number): Buffer {
   return encode({ packetType: REQUEST, bizType: 10, messageId, payload: 'ping' });
 }
 
-interface InPacket {
-  version: number;
-  compression: number;
-  packetType: number;
-  bizType: number;
-  messageId: number;
-  flags: number;
-  ext: Buffer;
-  payload: Buffer;
-}
-
 /** Parses one binary WebSocket message, which must hold exactly one packet. */
 function decodeMessage(msg: Buffer): InPacket {
   assert.ok(msg.length >= HEADER, `message of ${msg.length} bytes is shorter than a header`);
   const extLen = msg.readUInt16BE(8);
   const payloadLen = msg.readUInt32BE(10);
   assert.equal(msg.length, HEADER + extLen + payloadLen, 'one WebSocket message = exactly one packet, no prefix');
-  return {
-    version: msg[0],
-    compression: msg[1],
-    packetType: msg[2],
-    bizType: msg[3],
-    messageId: msg.readUInt32BE(4),
-    flags: msg.readUInt16BE(14),
-    ext: msg.subarray(HEADER, HEADER + extLen),
-    payload: msg.subarray(HEADER + extLen),
-  };
+  return parsePacket(msg);
 }
 
 function json(p: InPacket): unknown {
