@@ -12,8 +12,10 @@ export const MSGTRANS_DEFAULTS = {
   maxInFlight: 4096,
   /** ms a packet may take from its first byte to its last; a stalled one closes the connection. */
   incompleteMessageTimeout: 30_000,
-  /** Unsent bytes queued for one peer before it counts as not reading and is dropped (reading pauses at half). */
+  /** Unsent bytes queued for one peer at which producers wait and reading pauses (backpressure). */
   maxSendBufferSize: 8 * 1024 * 1024,
+  /** ms bytes may wait for a peer that takes none of them before it is dropped as not reading. */
+  sendStallTimeout: 30_000,
   /** Server: ms close() waits for requests in flight before ending connections. */
   shutdownTimeout: 5_000,
   /** Server with `authenticate`: ms to wait for a client's credentials before deciding without them. */

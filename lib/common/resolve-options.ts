@@ -34,6 +34,7 @@ const COMMON_KEYS = [
   'protocols',
   'incompleteMessageTimeout',
   'maxSendBufferSize',
+  'sendStallTimeout',
   'maxInFlight',
 ];
 const KNOWN_KEYS = {
@@ -125,6 +126,7 @@ export function resolveSessionOptions(options: MsgTransCommonOptions, requestTim
         MSGTRANS_DEFAULTS.incompleteMessageTimeout,
       ),
       maxSendBufferSize: positiveInteger('maxSendBufferSize', options.maxSendBufferSize, MSGTRANS_DEFAULTS.maxSendBufferSize),
+      sendStallTimeout: positiveInteger('sendStallTimeout', options.sendStallTimeout, MSGTRANS_DEFAULTS.sendStallTimeout),
     },
     maxInFlight: positiveInteger('maxInFlight', options.maxInFlight, MSGTRANS_DEFAULTS.maxInFlight),
     codec: options.codec ?? new JsonCodec(),

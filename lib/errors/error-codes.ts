@@ -33,7 +33,7 @@ export const MsgTransErrorCode = {
   ZSTD_UNAVAILABLE: 'ERR_MSGTRANS_ZSTD_UNAVAILABLE',
   /** A packet began arriving but did not complete within `incompleteMessageTimeout`. */
   INCOMPLETE_TIMEOUT: 'ERR_MSGTRANS_INCOMPLETE_TIMEOUT',
-  /** The peer does not read: more than `maxSendBufferSize` bytes wait to be sent to it. */
+  /** The peer does not read: bytes waited for it for `sendStallTimeout` and it took none. */
   SEND_BUFFER_FULL: 'ERR_MSGTRANS_SEND_BUFFER_FULL',
   /** The peer has more than `maxInFlight` requests being answered at once. */
   TOO_MANY_IN_FLIGHT: 'ERR_MSGTRANS_TOO_MANY_IN_FLIGHT',

@@ -30,11 +30,17 @@ export interface MsgTransCommonOptions {
   /** ms from a packet's first byte to its last; a peer that stalls mid-packet is dropped. 0 disables. Default 30000. */
   incompleteMessageTimeout?: number;
   /**
-   * Unsent bytes allowed to wait for one peer. Past half of it the
-   * connection stops reading (backpressure); past all of it the peer counts
-   * as not reading and is dropped. Default 8 MiB.
+   * Unsent bytes that may wait for one peer. At this backlog the connection
+   * stops reading and producers (stream replies, calls, pushes) wait until
+   * it falls below half (backpressure). Default 8 MiB.
    */
   maxSendBufferSize?: number;
+  /**
+   * ms unsent bytes may wait while the peer takes none of them; then the
+   * peer counts as not reading and is dropped (`ERR_MSGTRANS_SEND_BUFFER_FULL`).
+   * A peer that reads, however slowly, is never dropped for it. Default 30000.
+   */
+  sendStallTimeout?: number;
   /** Requests from the peer being answered at once; one more closes the connection. Default 4096. */
   maxInFlight?: number;
   /**

@@ -8,6 +8,12 @@ export interface MsgTransConnectionSink {
   onPacket(packet: MsgTransPacket): void;
   /** The connection is gone; `error` says why when it did not close normally. Called once. */
   onClose(error?: Error): void;
+  /**
+   * The send backlog ({@link MsgTransConnection.bufferedAmount}) fell below
+   * half of `maxSendBufferSize` after a {@link MsgTransConnection.send}
+   * returned false: producers that waited may go on.
+   */
+  onDrain?(): void;
 }
 
 /**
@@ -33,8 +39,18 @@ export interface MsgTransConnection {
   readonly closed: boolean;
   /** Starts delivering packets to `sink`. Called exactly once. */
   open(sink: MsgTransConnectionSink): void;
-  /** Queues one encoded packet. Writes may be coalesced; order is kept. Ignored once closed. */
-  send(packet: Buffer): void;
+  /**
+   * Queues one encoded packet. Writes may be coalesced; order is kept.
+   * Ignored once closed. Returns false when the backlog has reached
+   * `maxSendBufferSize` (like a Node stream's `write()`): the packet is still
+   * queued, but the caller should hold further packets until the sink's
+   * `onDrain`. A large backlog never closes the connection by itself; only a
+   * peer that takes no bytes for `sendStallTimeout` while some wait is dropped
+   * (`ERR_MSGTRANS_SEND_BUFFER_FULL`).
+   */
+  send(packet: Buffer): boolean;
+  /** Bytes handed to {@link send} that the peer (or the OS) has not taken yet. */
+  readonly bufferedAmount: number;
   /**
    * Closes the connection. Without `error`, queued packets are flushed first;
    * with one, the connection is torn down at once. Idempotent.

@@ -7,8 +7,10 @@ import type { MsgTransTlsOptions } from './tls-options.interface.js';
 export interface ConnectionLimits extends PacketLimits {
   /** ms from a packet's first byte to its last before the connection is closed; 0 disables. */
   incompleteMessageTimeout: number;
-  /** Unsent bytes allowed before the peer is dropped as not reading; reading pauses at half. */
+  /** Backlog at which `send()` returns false and reading pauses (backpressure); producers resume below half. */
   maxSendBufferSize: number;
+  /** ms a non-empty backlog may go without the peer taking a byte before the peer is dropped as not reading. */
+  sendStallTimeout: number;
 }
 
 /** What a protocol needs to build a listener. */

@@ -41,11 +41,14 @@ class MemConnection implements MsgTransConnection {
     this.sink = sink;
   }
 
-  send(packet: Buffer): void {
-    if (this.isClosed) return;
+  readonly bufferedAmount = 0;
+
+  send(packet: Buffer): boolean {
+    if (this.isClosed) return true;
     this.sent++;
     const peer = this.peer;
     setImmediate(() => peer?.receive(packet));
+    return true;
   }
 
   close(error?: Error): void {

@@ -83,8 +83,13 @@ export class QuicConnection implements MsgTransConnection {
     void this.readLoop();
   }
 
-  send(packet: Buffer): void {
+  get bufferedAmount(): number {
+    return this.queue.pendingBytes + this.unsentBytes;
+  }
+
+  send(packet: Buffer): boolean {
     if (!this.isClosed) this.queue.push(packet);
+    return this.bufferedAmount < this.limits.maxSendBufferSize;
   }
 
   close(error?: Error): void {

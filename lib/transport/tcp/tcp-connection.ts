@@ -75,8 +75,13 @@ export class TcpConnection implements MsgTransConnection {
     });
   }
 
-  send(packet: Buffer): void {
+  get bufferedAmount(): number {
+    return (this.queue?.pendingBytes ?? 0) + this.socket.writableLength;
+  }
+
+  send(packet: Buffer): boolean {
     if (!this.isClosed) (this.queue ??= new WriteQueue((items, bytes) => this.write(items, bytes))).push(packet);
+    return this.bufferedAmount < this.limits.maxSendBufferSize;
   }
 
   close(error?: Error): void {

@@ -97,8 +97,13 @@ export class WsConnection implements MsgTransConnection {
     });
   }
 
-  send(packet: Buffer): void {
+  get bufferedAmount(): number {
+    return this.queue.pendingBytes + this.ws.bufferedAmount;
+  }
+
+  send(packet: Buffer): boolean {
     if (!this.isClosed) this.queue.push(packet);
+    return this.bufferedAmount < this.limits.maxSendBufferSize;
   }
 
   close(error?: Error): void {
