@@ -30,3 +30,4 @@ export * from './server/session-authenticator.js';
 export * from './transport/connection-guards.js';
 export * from './session/request-observable.js';
 export * from './module/index.js';
+export * from './tls/create-dev-certificates.js';

@@ -1,6 +1,6 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createDevCertificates, type DevCertificates } from './dev-certs.js';
+import { createDevCertificates, type DevCertificates } from '../lib/index.js';
 
 const FILES: Record<keyof DevCertificates, string> = {
   ca: 'ca.pem',
