@@ -1,4 +1,5 @@
-import { COMPRESSION_BY_NAME } from '../codec/compression.js';
+import { COMPRESSION_BY_NAME, isZstdAvailable } from '../codec/compression.js';
+import { Compression } from '../codec/packet.js';
 import { MSGTRANS_DEFAULTS } from '../constants.js';
 import { JsonCodec } from '../envelope/json-codec.js';
 import { MsgTransErrorCode } from '../errors/error-codes.js';
@@ -111,6 +112,13 @@ export function resolveSessionOptions(options: MsgTransCommonOptions, requestTim
   if (options.compression) {
     const algorithm = COMPRESSION_BY_NAME[options.compression.algorithm];
     if (algorithm === undefined) throw invalid(`compression.algorithm must be "zlib" or "zstd", got ${options.compression.algorithm}`);
+    // Fail at startup rather than on the first large payload.
+    if (algorithm === Compression.ZSTD && !isZstdAvailable()) {
+      throw new MsgTransConfigError(
+        MsgTransErrorCode.ZSTD_UNAVAILABLE,
+        'compression.algorithm "zstd" needs Node >= 22.15 or the optional zstd-napi package (npm install zstd-napi)',
+      );
+    }
     compression = {
       algorithm,
       threshold: positiveInteger('compression.threshold', options.compression.threshold, MSGTRANS_DEFAULTS.compressionThreshold),
