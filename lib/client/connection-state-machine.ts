@@ -66,7 +66,7 @@ export class ConnectionStateMachine {
   private retrying = false;
   // Why the last attempt of the series failed; cleared once one succeeds.
   private lastFailure: Error | null = null;
-  // attempts made in the series; carried across short-lived sessions so the backoff keeps growing
+  // attempts made in the series, connected or not; carried across short-lived sessions so the backoff keeps growing
   private attempts = 0;
   private connectedAt = 0;
 
@@ -164,6 +164,7 @@ export class ConnectionStateMachine {
     this.session = null;
     const policy = this.policy.reconnect;
     if (!policy) {
+      this.attempts = 0;
       this.enter(IDLE, undefined);
       return;
     }
@@ -240,7 +241,8 @@ export class ConnectionStateMachine {
       this.settleWaiters(error);
       return;
     }
-    this.attempts++;
+    // a failed first attempt is the first of a series
+    if (!this.retrying) this.attempts = 1;
     const policy = this.policy.reconnect;
     const waitForReady = this.policy.whileDisconnected === 'wait';
     const retry =
@@ -268,6 +270,7 @@ export class ConnectionStateMachine {
     const delay = base * (1 + policy.jitter * (2 * Math.random() - 1));
     this.timer = setTimeout(() => {
       this.timer = null;
+      this.attempts++;
       this.startAttempt();
     }, Math.max(0, delay));
     // a client waiting to reconnect must not keep the process alive by itself

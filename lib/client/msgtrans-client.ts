@@ -49,6 +49,10 @@ function isNil(value: unknown): value is null | undefined {
   return value === null || value === undefined;
 }
 
+function payloadOf(data: unknown): unknown {
+  return data instanceof MsgTransRecord ? data.data : data;
+}
+
 /** What one call sends: the packet after the dispatch hook, and its own timeout. */
 interface OutgoingCall {
   packet: ReadPacket;
@@ -141,22 +145,25 @@ export class MsgTransClient
    * {@link MsgTransRecord} carrying metadata and a timeout for this call.
    */
   override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
-    if (isNil(pattern) || isNil(data)) return throwError(() => new InvalidMessageException());
+    if (isNil(pattern) || isNil(payloadOf(data))) return throwError(() => new InvalidMessageException());
     return new Observable<TResult>((subscriber) => {
       const call = this.outgoing(pattern, data);
       const observer = this.replyObserver(subscriber);
       let session: MsgTransSession | null = null;
       let id = 0;
+      // true once acquire() returned: a session handed over after that waited for the connection
+      let waited = false;
       const startedAt = Date.now();
       const withdraw = this.connection.acquire(
         call.timeout,
         (s) => {
           if (subscriber.closed) return;
           session = s;
-          id = this.request(s, call, this.remainingTimeout(call, startedAt), observer);
+          id = this.request(s, call, this.replyTimeout(call, waited ? startedAt : 0), observer);
         },
         (err) => observer.error(err),
       );
+      waited = true;
       return () => {
         withdraw();
         if (id !== 0) session?.cancel(id);
@@ -172,7 +179,7 @@ export class MsgTransClient
    * for a connection).
    */
   override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
-    if (isNil(pattern) || isNil(data)) return throwError(() => new InvalidMessageException());
+    if (isNil(pattern) || isNil(payloadOf(data))) return throwError(() => new InvalidMessageException());
     const call = this.outgoing(pattern, data);
     const live = this.connection.connected;
     if (live) {
@@ -349,15 +356,13 @@ export class MsgTransClient
   }
 
   /**
-   * The timeout left for the reply once a call has its session: the whole
-   * timeout when it did not wait, what remains of it when it did; undefined
-   * for the session's default.
+   * The timeout for the reply once a call has its session: undefined for the
+   * session's default; the call's own; or, for a call that waited for the
+   * connection (`waitedSince` > 0), what remains of its timeout.
    */
-  private remainingTimeout(call: OutgoingCall, startedAt: number): number | undefined {
-    if (call.timeout === 0) return call.ownTimeout ? 0 : undefined;
-    const waited = Date.now() - startedAt;
-    if (waited === 0 && !call.ownTimeout) return undefined;
-    return Math.max(1, call.timeout - waited);
+  private replyTimeout(call: OutgoingCall, waitedSince: number): number | undefined {
+    if (waitedSince === 0 || call.timeout === 0) return call.ownTimeout ? call.timeout : undefined;
+    return Math.max(1, call.timeout - (Date.now() - waitedSince));
   }
 
   private replyObserver(subscriber: ReplyObserver): ReplyObserver {

@@ -407,7 +407,11 @@ export class MsgTransSession implements MsgTransConnectionSink {
 
   /** The earliest deadline: the head of the map while every request has the session's timeout. */
   private nextDeadline(): number {
-    if (this.pending === null) return Infinity;
+    if (this.pending === null || this.pending.size === 0) {
+      // nothing pending: insertion order is deadline order again
+      this.ownTimeouts = false;
+      return Infinity;
+    }
     if (!this.ownTimeouts) return this.pending.values().next().value?.deadline ?? Infinity;
     let next = Infinity;
     for (const entry of this.pending.values()) if (entry.deadline < next) next = entry.deadline;
