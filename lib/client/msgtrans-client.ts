@@ -19,7 +19,7 @@ import { requestObservable } from '../session/request-observable.js';
 import { AUTH_ROUTE } from '../server/session-authenticator.js';
 import { MsgTransErrorCode } from '../errors/error-codes.js';
 import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
-import { MsgTransError } from '../errors/msgtrans-error.js';
+import { MsgTransTimeoutError } from '../errors/msgtrans-timeout-error.js';
 import {
   MsgTransConnectionState,
   MsgTransStatus,
@@ -47,6 +47,17 @@ const EMITTED = of(undefined);
 
 function isNil(value: unknown): value is null | undefined {
   return value === null || value === undefined;
+}
+
+/** What an error reply says, for a message: its `message`, else the reply itself. */
+function replyReason(reply: unknown): string {
+  const message = (reply as { message?: unknown } | null)?.message;
+  if (typeof message === 'string' && message !== '') return message;
+  try {
+    return JSON.stringify(reply) ?? String(reply);
+  } catch {
+    return String(reply);
+  }
 }
 
 function payloadOf(data: unknown): unknown {
@@ -413,20 +424,20 @@ export class MsgTransClient
       metadata: undefined,
     }));
     return firstValueFrom(auth).catch((err: unknown) => {
-      // Local failures are MsgTransErrors (closed, timed out); a reply is the server's decoded error payload.
-      if (err instanceof MsgTransError) {
+      // The connection went away or the reply never came: retried like any connection failure.
+      if (err instanceof MsgTransConnectionError || err instanceof MsgTransTimeoutError) {
         throw new MsgTransConnectionError(
           MsgTransErrorCode.CONNECT_FAILED,
           `Connection to ${this.describeEndpoint()} failed while presenting credentials: ${err.message}`,
           { cause: err },
         );
       }
-      const reason = err instanceof Error ? err.message : ((err as { message?: string })?.message ?? String(err));
-      throw new MsgTransConnectionError(
-        MsgTransErrorCode.AUTH_FAILED,
-        `${this.describeEndpoint()} refused the credentials: ${reason}`,
-        { cause: err },
-      );
+      // A local Error means the credentials cannot be sent at all (they do not encode): no retry fixes that.
+      const message =
+        err instanceof Error
+          ? `Cannot present the credentials to ${this.describeEndpoint()}: ${err.message}`
+          : `${this.describeEndpoint()} refused the credentials: ${replyReason(err)}`;
+      throw new MsgTransConnectionError(MsgTransErrorCode.AUTH_FAILED, message, { cause: err });
     });
   }
 

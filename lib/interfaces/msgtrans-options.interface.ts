@@ -83,9 +83,12 @@ export interface MsgTransServerOptions extends MsgTransCommonOptions {
 }
 
 /**
- * Automatic reconnection after a connection that was up goes away. Delays
- * grow exponentially from `initialDelay` to `maxDelay`, each randomised by
- * ±`jitter` so that many clients do not reconnect in lockstep.
+ * Automatic reconnection after a connection that was up goes away, and
+ * retries of a failed first connection when something wants the connection
+ * (`keepConnected`, push subscribers, `whileDisconnected: 'wait'` calls).
+ * Delays grow exponentially from `initialDelay` to `maxDelay`, each
+ * randomised by ±`jitter` so that many clients do not reconnect in lockstep.
+ * The client's `status` is `reconnecting` meanwhile.
  */
 export interface MsgTransReconnectOptions {
   /** ms before the first attempt. Default 100. */

@@ -153,6 +153,34 @@ for (const protocol of TCP_BASED) {
   });
 }
 
+describe('authentication outcomes other than an answer (issue 9 item 8)', () => {
+  test('an authentication reply that times out is a connection failure, retried until accepted', async () => {
+    let hookCalls = 0;
+    const running = await serve(byName('tcp'), 0, {
+      authenticate: async () => {
+        if (++hookCalls === 1) await sleep(1500);
+        return { user: 'u' };
+      },
+    });
+    const client = newClient({ url: running.url, credentials: { token: 't' }, requestTimeout: 300, keepConnected: true, reconnect: { initialDelay: 20, maxDelay: 200 } });
+    const err = await rejection(client.connect(), 5000, 'connect() whose authentication times out');
+    assertCode(err, MsgTransErrorCode.CONNECT_FAILED, 'authentication timed out');
+    assert.match((err as Error).message, /presenting credentials: No reply within 300 ms/);
+    await waitFor(() => client.state === CONNECTED, 10_000);
+    assert.equal(await within(lastValueFrom(client.send('echo', 'in')), 5000, 'echo'), 'in');
+  });
+
+  test('credentials that cannot be encoded fail with AUTH_FAILED and are not retried', async () => {
+    const running = await serve(byName('tcp'));
+    const client = newClient({ url: running.url, credentials: { n: 1n }, keepConnected: true, reconnect: { initialDelay: 20, maxDelay: 200 } });
+    const err = await rejection(client.connect(), 5000, 'connect() with BigInt credentials');
+    assertCode(err, MsgTransErrorCode.AUTH_FAILED, 'unencodable credentials');
+    assert.match((err as Error).message, /Cannot present the credentials/);
+    await sleep(200);
+    assert.equal(client.state, MsgTransConnectionState.IDLE, 'not retried');
+  });
+});
+
 for (const protocol of PROTOCOL_CASES) {
   describe(`close() while authenticating over ${protocol.name} (issue 9 item 16)`, () => {
     test('settles connect() with CLIENT_CLOSED at once and closes the connection', async () => {
