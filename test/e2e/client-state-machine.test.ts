@@ -294,6 +294,35 @@ describe('client connection state machine (scripted driver)', () => {
     reconnecting.sm.close();
   });
 
+  test('idle > closed, and close() twice stays closed', () => {
+    const { sm, driver } = machine();
+    sm.close();
+    sm.close();
+    assert.equal(sm.state, CLOSED);
+    assert.deepEqual(driver.transitions, ['idle>closed', 'closed>closed']);
+    assert.equal(driver.dials.length, 0, 'closing never connects');
+  });
+
+  test('sessions that drop right after connecting keep growing the backoff', async () => {
+    const { sm, driver, call } = machine({ reconnect: { initialDelay: 20, maxDelay: 10_000, factor: 2, jitter: 0, maxAttempts: Infinity } });
+    call();
+    const gaps: number[] = [];
+    let droppedAt = 0;
+    for (let i = 0; i < 4; i++) {
+      const s = session();
+      if (i > 0) gaps.push(Date.now() - droppedAt);
+      driver.dials[i].resolve(s);
+      await waitFor(() => sm.state === CONNECTED, 1000);
+      droppedAt = Date.now();
+      sm.sessionClosed(s);
+      await waitFor(() => driver.dials.length === i + 2, 5000);
+    }
+    sm.close();
+    // delays of 20, 40, 80 ms after the second, third and fourth drop: each at least the last
+    assert.ok(gaps[2] >= 70, `delays ${gaps.join(', ')} ms`);
+    assert.ok(gaps[2] >= gaps[0], `delays ${gaps.join(', ')} ms`);
+  });
+
   test('maxQueuedCalls bounds the waiting calls; a timed-out call frees its place', async () => {
     const { sm, call } = machine({ maxQueuedCalls: 1 });
     const first = call(50);
