@@ -30,6 +30,10 @@ export const MSGTRANS_DEFAULTS = {
   reconnect: { initialDelay: 100, maxDelay: 5000, factor: 2, jitter: 0.2, maxAttempts: Infinity },
   /** Client: calls that may wait for a (re)connection at once. */
   maxQueuedCalls: 10_000,
+  /** Client: what calls do while not connected (see `whileDisconnected`). */
+  whileDisconnected: 'auto',
+  /** Client: retry a failed first connection as after a drop, without push subscribers too. */
+  keepConnected: false,
   /** Payloads at least this large are compressed, when compression is configured. */
   compressionThreshold: 1024,
 } as const;

@@ -18,6 +18,7 @@ export * from './interfaces/index.js';
 export * from './ctx-host/msgtrans-context.js';
 export * from './server/msgtrans-server.js';
 export * from './client/msgtrans-client.js';
+export * from './client/msgtrans-record.js';
 export * from './transport/ws/ws-listener.js';
 export * from './transport/ws/ws-protocol.js';
 export * from './transport/quic/quic-listener.js';

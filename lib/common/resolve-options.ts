@@ -59,6 +59,7 @@ const KNOWN_KEYS = {
     'whileDisconnected',
     'maxQueuedCalls',
     'credentials',
+    'keepConnected',
   ]),
 };
 
@@ -101,6 +102,13 @@ export function resolveReconnect(
 export function oneOf<T extends string>(name: string, value: T | undefined, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (!allowed.includes(value)) throw invalid(`${name} must be one of ${allowed.join(', ')}, got ${String(value)}`);
+  return value;
+}
+
+/** A boolean option, or its default. */
+export function flag(name: string, value: boolean | undefined, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw invalid(`${name} must be true or false, got ${String(value)}`);
   return value;
 }
 

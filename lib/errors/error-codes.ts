@@ -53,6 +53,8 @@ export const MsgTransErrorCode = {
   QUEUE_FULL: 'ERR_MSGTRANS_QUEUE_FULL',
   /** The connection could not be established. */
   CONNECT_FAILED: 'ERR_MSGTRANS_CONNECT_FAILED',
+  /** Something that needs a connection (`client.unwrap()`) was asked for while there is none. */
+  NOT_CONNECTED: 'ERR_MSGTRANS_NOT_CONNECTED',
   /** No reply arrived within the request timeout. */
   TIMEOUT: 'ERR_MSGTRANS_TIMEOUT',
   /** An option is missing, malformed or unknown. */

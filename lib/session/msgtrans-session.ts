@@ -45,6 +45,8 @@ export interface ReplyObserver {
 interface PendingRequest {
   observer: ReplyObserver;
   deadline: number;
+  /** ms this request waits for each reply packet. */
+  timeout: number;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -70,6 +72,10 @@ export class MsgTransSession implements MsgTransConnectionSink {
   private pending: Map<number, PendingRequest> | null = null;
   private replying: Map<number, Subscription> | null = null;
   private timer: NodeJS.Timeout | null = null;
+  // when the armed timer fires
+  private timerAt = Infinity;
+  // Set once a request brings its own timeout: deadlines are then no longer in insertion order.
+  private ownTimeouts = false;
   private isClosed = false;
   // requests from the peer whose reply has not ended yet
   private answering = 0;
@@ -105,7 +111,8 @@ export class MsgTransSession implements MsgTransConnectionSink {
 
   /**
    * Sends a request; replies go to `observer`. Returns the message id, to be
-   * passed to {@link cancel} if the caller loses interest.
+   * passed to {@link cancel} if the caller loses interest. `timeout`
+   * overrides the session's `requestTimeout` for this request (0: none).
    */
   request(
     bizType: number,
@@ -113,6 +120,7 @@ export class MsgTransSession implements MsgTransConnectionSink {
     data: unknown,
     metadata: Record<string, string> | undefined,
     observer: ReplyObserver,
+    timeout = this.options.requestTimeout,
   ): number {
     if (this.isClosed) {
       observer.error(this.closedError());
@@ -123,9 +131,10 @@ export class MsgTransSession implements MsgTransConnectionSink {
     // After a wrap, skip ids a long-lived request still holds.
     while (pending.has(id)) id = this.takeId();
     this.send(PacketType.REQUEST, bizType, id, route, metadata, data, 0);
-    const timeout = this.options.requestTimeout;
-    pending.set(id, { observer, deadline: timeout > 0 ? Date.now() + timeout : Infinity });
-    if (timeout > 0 && this.timer === null) this.armTimer();
+    if (timeout !== this.options.requestTimeout) this.ownTimeouts = true;
+    const deadline = timeout > 0 ? Date.now() + timeout : Infinity;
+    pending.set(id, { observer, deadline, timeout });
+    if (deadline < this.timerAt) this.armTimer(deadline);
     return id;
   }
 
@@ -342,7 +351,7 @@ export class MsgTransSession implements MsgTransConnectionSink {
       if (entry.deadline !== Infinity) {
         // re-inserting keeps the map in deadline order
         pending.delete(id);
-        entry.deadline = Date.now() + this.options.requestTimeout;
+        entry.deadline = Date.now() + entry.timeout;
         pending.set(id, entry);
       }
       entry.observer.next(value);
@@ -387,26 +396,44 @@ export class MsgTransSession implements MsgTransConnectionSink {
     }
   }
 
-  private armTimer(): void {
-    const first = this.pending?.values().next();
-    if (first === undefined) return;
-    if (first.done || first.value.deadline === Infinity) return;
-    this.timer = setTimeout(() => this.sweep(), Math.max(0, first.value.deadline - Date.now()) + 1);
+  private armTimer(deadline: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = deadline;
+    if (deadline === Infinity) return;
+    this.timer = setTimeout(() => this.sweep(), Math.max(0, deadline - Date.now()) + 1);
     this.timer.unref();
+  }
+
+  /** The earliest deadline: the head of the map while every request has the session's timeout. */
+  private nextDeadline(): number {
+    if (this.pending === null || this.pending.size === 0) {
+      // nothing pending: insertion order is deadline order again
+      this.ownTimeouts = false;
+      return Infinity;
+    }
+    if (!this.ownTimeouts) return this.pending.values().next().value?.deadline ?? Infinity;
+    let next = Infinity;
+    for (const entry of this.pending.values()) if (entry.deadline < next) next = entry.deadline;
+    return next;
   }
 
   private sweep(): void {
     this.timer = null;
+    this.timerAt = Infinity;
     const now = Date.now();
     const pending = this.pending;
     if (pending === null) return;
     for (const [id, entry] of pending) {
-      if (entry.deadline > now) break;
+      if (entry.deadline > now) {
+        if (this.ownTimeouts) continue;
+        break;
+      }
       pending.delete(id);
       this.sendCancel(id);
-      entry.observer.error(new MsgTransTimeoutError(this.options.requestTimeout));
+      entry.observer.error(new MsgTransTimeoutError(entry.timeout));
     }
-    if (!this.isClosed) this.armTimer();
+    if (!this.isClosed) this.armTimer(this.nextDeadline());
   }
 
   private closedError(): Error {
