@@ -47,3 +47,57 @@ export function sendBufferFull(buffered: number, limit: number): MsgTransLimitEr
     `Peer is not reading: ${buffered} bytes wait to be sent (limit ${limit})`,
   );
 }
+
+/**
+ * Drops a peer that takes none of the bytes waiting for it for `timeoutMs`.
+ * One timer per connection, armed only while a backlog exists and re-armed
+ * once per period while the peer makes progress: a large backlog to a slow
+ * but steady reader is never a reason to drop it.
+ */
+export class SendStallWatchdog {
+  private timer: NodeJS.Timeout | null = null;
+  private progress = 0;
+  private seenProgress = 0;
+  private seenBuffered = 0;
+
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly bufferedAmount: () => number,
+    private readonly onStalled: (error: MsgTransLimitError) => void,
+  ) {}
+
+  /** Call when bytes were left waiting: starts watching unless already watching. */
+  arm(): void {
+    if (this.timer !== null || this.timeoutMs <= 0) return;
+    this.seenProgress = this.progress;
+    this.seenBuffered = this.bufferedAmount();
+    this.timer = setTimeout(this.check, this.timeoutMs);
+    this.timer.unref();
+  }
+
+  /** Call when the OS took bytes (a write completed). */
+  taken(): void {
+    this.progress++;
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private readonly check = (): void => {
+    this.timer = null;
+    const buffered = this.bufferedAmount();
+    if (buffered === 0) return;
+    if (this.progress !== this.seenProgress || buffered < this.seenBuffered) {
+      this.arm();
+      return;
+    }
+    this.onStalled(
+      new MsgTransLimitError(
+        MsgTransErrorCode.SEND_BUFFER_FULL,
+        `Peer is not reading: ${buffered} bytes waited ${this.timeoutMs} ms and it took none`,
+      ),
+    );
+  };
+}
