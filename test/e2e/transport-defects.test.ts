@@ -348,6 +348,50 @@ for (const { name } of STREAM_CASES) {
   });
 }
 
+for (const name of ['tcp', 'tls'] as const) {
+  describe(`heartbeat between two Part B peers over ${name} (item 9)`, () => {
+    test('idle peers that each learn the other speaks Part B stay connected, in one session, for many intervals', async () => {
+      const running = await startServer(serverOptions(name, { heartbeatInterval: 150 }));
+      const client = newClient(name, running.url, { heartbeatInterval: 150 });
+      const disconnects: unknown[] = [];
+      client.on('disconnect', (error) => disconnects.push(error));
+      // a raw request (no Part B flag) answered with JSON (CODEC): only the client
+      // learns at first; the server learns from the client's first heartbeat
+      const first = await lastValueFrom(client.send('ctx', Buffer.alloc(1)));
+      await sleep(15 * 150);
+      const second = await lastValueFrom(client.send('ctx', Buffer.alloc(1)));
+      assert.equal(second.sessionId, first.sessionId, 'same session: nobody was dropped');
+      assert.deepEqual(disconnects, []);
+      assert.equal(running.server.sessions.size, 1);
+    });
+  });
+}
+
+describe('the heartbeat option', () => {
+  test("heartbeat: 'always' sends heartbeats (CANCEL for id 0) even to a peer that never set a Part B flag", async () => {
+    const running = await startServer(serverOptions('tcp', { heartbeatInterval: 150, heartbeat: 'always' }));
+    const socket = tcpConnect(running.port, '127.0.0.1');
+    cleanups.push(() => socket.destroy());
+    const received: InPacket[] = [];
+    const splitter = new StreamSplitter((p) => received.push(p));
+    socket.on('data', (chunk) => splitter.push(chunk));
+    await waitFor(() => received.length >= 2, 3000);
+    for (const p of received) {
+      assert.deepEqual(
+        { type: p.packetType, id: p.messageId, flags: p.flags, ext: p.ext.length, payload: p.payload.length },
+        { type: 0, id: 0, flags: 0x0080, ext: 0, payload: 0 },
+      );
+    }
+  });
+
+  test('an unknown heartbeat mode is refused with INVALID_OPTION', () => {
+    assert.throws(
+      () => new MsgTransServer({ listen: 'tcp://127.0.0.1:0', heartbeat: 'sometimes' as never }),
+      (error: MsgTransError) => error.code === MsgTransErrorCode.INVALID_OPTION,
+    );
+  });
+});
+
 describe('liveness toward a plain msgtrans peer over tcp (item 9)', () => {
   test('a peer that never sets a Part B flag gets no heartbeat packet from the server, and stays connected', async () => {
     const running = await startServer(serverOptions('tcp', { heartbeatInterval: 150 }));
