@@ -41,6 +41,8 @@ export class TcpConnection implements MsgTransConnection {
   private endTimer: NodeJS.Timeout | null = null;
   private watchdog: IncompleteMessageWatchdog | null = null;
   private readPaused = false;
+  // maxSendBufferSize, but never below the socket's high-water mark (see onSocketDrain)
+  private readonly sendLimit: number;
   // a send() returned false: the sink hears onDrain once the backlog halves
   private drainWanted = false;
   // packets decoded so far: tells the watchdog whether a chunk completed one
@@ -68,6 +70,8 @@ export class TcpConnection implements MsgTransConnection {
       this.closeError ??= err;
     });
     socket.once('close', () => this.onSocketClose());
+    socket.on('drain', this.onSocketDrain);
+    this.sendLimit = Math.max(limits.maxSendBufferSize, socket.writableHighWaterMark);
   }
 
   get closed(): boolean {
@@ -112,7 +116,7 @@ export class TcpConnection implements MsgTransConnection {
       (this.queue ??= new WriteQueue((items, bytes) => this.write(items, bytes))).push(packet);
       if (this.heartbeat !== null) this.heartbeat.sent = true;
     }
-    if (this.bufferedAmount < this.limits.maxSendBufferSize) return true;
+    if (this.bufferedAmount < this.sendLimit) return true;
     this.drainWanted = true;
     return false;
   }
@@ -175,14 +179,12 @@ export class TcpConnection implements MsgTransConnection {
       for (const item of items) this.held.push(item);
       this.heldBytes += bytes;
     } else if (items.length === 1) {
-      socket.write(items[0], this.onWritten);
+      socket.write(items[0]);
     } else if (bytes <= CONCAT_LIMIT) {
-      socket.write(Buffer.concat(items, bytes), this.onWritten);
+      socket.write(Buffer.concat(items, bytes));
     } else {
       socket.cork();
-      const last = items.length - 1;
-      for (let i = 0; i < last; i++) socket.write(items[i]);
-      socket.write(items[last], this.onWritten);
+      for (const item of items) socket.write(item);
       socket.uncork();
     }
     this.afterWrite();
@@ -201,14 +203,18 @@ export class TcpConnection implements MsgTransConnection {
         this.held.shift();
       }
       this.heldBytes -= item.length;
-      socket.write(item, this.onWritten);
+      socket.write(item);
     }
     socket.uncork();
   }
 
-  /** One shared callback for every write: the OS took a batch. */
-  private readonly onWritten = (err?: Error | null): void => {
-    if (err || this.socket.destroyed) return;
+  /**
+   * The socket took everything handed to it. Drain is the progress signal
+   * rather than a callback per write (which costs a tick per write): bytes
+   * are only held, or send() only reports a full backlog, above the socket's
+   * high-water mark, and then Node always emits drain.
+   */
+  private readonly onSocketDrain = (): void => {
     this.stall?.taken();
     if (this.heldBytes > 0) this.pump();
     if (this.ending) this.endWhenFlushed();
@@ -223,7 +229,7 @@ export class TcpConnection implements MsgTransConnection {
       (this.stall ??= new SendStallWatchdog(this.limits.sendStallTimeout, () => this.bufferedAmount, (err) => this.close(err))).arm();
     }
     const buffered = this.bufferedAmount;
-    const limit = this.limits.maxSendBufferSize;
+    const limit = this.sendLimit;
     if (!this.readPaused && buffered >= limit && !this.isClosed) {
       // stop taking requests from a peer that is not taking replies
       this.readPaused = true;

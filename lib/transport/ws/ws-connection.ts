@@ -53,6 +53,8 @@ export class WsConnection implements MsgTransConnection {
   private leaveHeartbeat: (() => void) | null = null;
   private alive = true;
   private readPaused = false;
+  // maxSendBufferSize, but never below the socket's high-water mark (see onSocketDrain)
+  private readonly sendLimit: number;
   private drainWanted = false;
   private watchdog: IncompleteMessageWatchdog | null = null;
   private frames: WsFrameTracker | null = null;
@@ -70,6 +72,8 @@ export class WsConnection implements MsgTransConnection {
     // ws offers no public accessor for its socket; cork/uncork, drain and the
     // incoming bytes are needed from it.
     this.socket = (ws as unknown as { _socket?: Socket })._socket;
+    this.socket?.on('drain', this.onSocketDrain);
+    this.sendLimit = Math.max(limits.maxSendBufferSize, this.socket?.writableHighWaterMark ?? 0);
     // Messages that came with the upgrade response (a welcome push) would be
     // emitted before open() attaches the listener: hold them in the socket.
     if (ws.readyState === 1) ws.pause();
@@ -127,7 +131,7 @@ export class WsConnection implements MsgTransConnection {
 
   send(packet: Buffer): boolean {
     if (!this.isClosed) this.queue.push(packet);
-    if (this.bufferedAmount < this.limits.maxSendBufferSize) return true;
+    if (this.bufferedAmount < this.sendLimit) return true;
     this.drainWanted = true;
     return false;
   }
@@ -145,7 +149,7 @@ export class WsConnection implements MsgTransConnection {
       return;
     }
     this.queue.flushNow();
-    // the close frame goes behind the last held message (see onWritten)
+    // the close frame goes behind the last held message (see onSocketDrain)
     if (this.heldBytes === 0) this.closeWith(1000, '');
   }
 
@@ -208,14 +212,12 @@ export class WsConnection implements MsgTransConnection {
     this.afterWrite();
   }
 
-  /** Sends the first `count` items; the last one reports back when the OS took it. */
+  /** Sends the first `count` items. */
   private sendNow(items: Buffer[], count: number): void {
     // ws writes every frame separately; corking its socket makes a burst one writev.
     const socket = this.socket;
     socket?.cork();
-    const last = count - 1;
-    for (let i = 0; i < last; i++) this.ws.send(items[i], { binary: true, compress: false });
-    this.ws.send(items[last], { binary: true, compress: false }, this.onWritten);
+    for (let i = 0; i < count; i++) this.ws.send(items[i], { binary: true, compress: false });
     socket?.uncork();
   }
 
@@ -232,9 +234,14 @@ export class WsConnection implements MsgTransConnection {
     this.sendNow(items, count);
   }
 
-  /** One shared callback for every batch: the OS took it. */
-  private readonly onWritten = (err?: Error | null): void => {
-    if (err || this.ws.readyState > 1) return;
+  /**
+   * The socket took everything handed to it. Drain is the progress signal
+   * rather than a send callback per batch (which costs a tick each): bytes
+   * are only held, or send() only reports a full backlog, above the socket's
+   * high-water mark, and then Node always emits drain.
+   */
+  private readonly onSocketDrain = (): void => {
+    if (this.ws.readyState > 1) return;
     this.stall?.taken();
     if (this.heldBytes === 0) return this.afterWrite();
     this.sendHeld(WRITE_WINDOW);
@@ -251,7 +258,7 @@ export class WsConnection implements MsgTransConnection {
       (this.stall ??= new SendStallWatchdog(this.limits.sendStallTimeout, () => this.bufferedAmount, this.onStalled)).arm();
     }
     const buffered = this.bufferedAmount;
-    const limit = this.limits.maxSendBufferSize;
+    const limit = this.sendLimit;
     if (!this.readPaused && buffered >= limit && !this.isClosed) {
       // stop taking requests from a peer that is not taking replies
       this.readPaused = true;
