@@ -48,6 +48,14 @@ export function sendBufferFull(buffered: number, limit: number): MsgTransLimitEr
   );
 }
 
+/** What a {@link SendStallWatchdog} reads from its connection. */
+export interface SendBacklog {
+  /** Bytes waiting for the peer. */
+  readonly bufferedAmount: number;
+  /** Bytes the OS has taken so far; grows whenever the peer makes room. */
+  readonly bytesTaken: number;
+}
+
 /**
  * Drops a peer that takes none of the bytes waiting for it for `timeoutMs`.
  * One timer per connection, armed only while a backlog exists and re-armed
@@ -56,28 +64,20 @@ export function sendBufferFull(buffered: number, limit: number): MsgTransLimitEr
  */
 export class SendStallWatchdog {
   private timer: NodeJS.Timeout | null = null;
-  private progress = 0;
-  private seenProgress = 0;
-  private seenBuffered = 0;
+  private seenTaken = 0;
 
   constructor(
     private readonly timeoutMs: number,
-    private readonly bufferedAmount: () => number,
+    private readonly backlog: SendBacklog,
     private readonly onStalled: (error: MsgTransLimitError) => void,
   ) {}
 
   /** Call when bytes were left waiting: starts watching unless already watching. */
   arm(): void {
     if (this.timer !== null || this.timeoutMs <= 0) return;
-    this.seenProgress = this.progress;
-    this.seenBuffered = this.bufferedAmount();
+    this.seenTaken = this.backlog.bytesTaken;
     this.timer = setTimeout(this.check, this.timeoutMs);
     this.timer.unref();
-  }
-
-  /** Call when the OS took bytes (a write completed). */
-  taken(): void {
-    this.progress++;
   }
 
   stop(): void {
@@ -87,9 +87,10 @@ export class SendStallWatchdog {
 
   private readonly check = (): void => {
     this.timer = null;
-    const buffered = this.bufferedAmount();
+    const buffered = this.backlog.bufferedAmount;
+    // idle again: the next backlog arms a new period
     if (buffered === 0) return;
-    if (this.progress !== this.seenProgress || buffered < this.seenBuffered) {
+    if (this.backlog.bytesTaken > this.seenTaken) {
       this.arm();
       return;
     }

@@ -209,6 +209,19 @@ for (const { name } of STREAM_CASES) {
       assert.equal(pair.server.bufferedAmount, 0);
     });
 
+    test('a steady flow of small packets to a reading peer is never taken for a stall', async () => {
+      const [pair] = await connectionPairs(name, 1);
+      let sent = 0;
+      const until = Date.now() + 4 * LIMITS.sendStallTimeout;
+      while (Date.now() < until && !pair.serverClosed.closed) {
+        for (let i = 0; i < 20; i++) pair.server.send(packet(++sent, 512));
+        await sleep(2);
+      }
+      await waitFor(() => pair.clientPackets === sent || pair.serverClosed.closed, 10_000);
+      assert.equal(pair.serverClosed.closed, false, `not dropped (${codeOf(pair.serverClosed.error)})`);
+      assert.equal(pair.clientPackets, sent);
+    });
+
     test('a peer that stops reading is dropped after sendStallTimeout with SEND_BUFFER_FULL; other connections are unaffected', async () => {
       const [stalled, other] = await connectionPairs(name, 2);
       setReading(stalled.client, false);

@@ -33,6 +33,8 @@ export class TcpConnection implements MsgTransConnection {
   // batches beyond WRITE_WINDOW, oldest first; large buffers are sliced off the front
   private held: Buffer[] = [];
   private heldBytes = 0;
+  // bytes handed to the socket so far; less what it still holds, what the OS took
+  private handed = 0;
   private stall: SendStallWatchdog | null = null;
   private heartbeat: PeerHeartbeat | null = null;
   private isClosed = false;
@@ -111,6 +113,11 @@ export class TcpConnection implements MsgTransConnection {
     return (this.queue?.pendingBytes ?? 0) + this.heldBytes + this.socket.writableLength;
   }
 
+  /** @internal for the stall check: bytes the OS has taken so far. */
+  get bytesTaken(): number {
+    return this.handed - this.socket.writableLength;
+  }
+
   send(packet: Buffer): boolean {
     if (!this.isClosed) {
       (this.queue ??= new WriteQueue((items, bytes) => this.write(items, bytes))).push(packet);
@@ -179,10 +186,13 @@ export class TcpConnection implements MsgTransConnection {
       for (const item of items) this.held.push(item);
       this.heldBytes += bytes;
     } else if (items.length === 1) {
+      this.handed += bytes;
       socket.write(items[0]);
     } else if (bytes <= CONCAT_LIMIT) {
+      this.handed += bytes;
       socket.write(Buffer.concat(items, bytes));
     } else {
+      this.handed += bytes;
       socket.cork();
       for (const item of items) socket.write(item);
       socket.uncork();
@@ -203,6 +213,7 @@ export class TcpConnection implements MsgTransConnection {
         this.held.shift();
       }
       this.heldBytes -= item.length;
+      this.handed += item.length;
       socket.write(item);
     }
     socket.uncork();
@@ -215,7 +226,6 @@ export class TcpConnection implements MsgTransConnection {
    * high-water mark, and then Node always emits drain.
    */
   private readonly onSocketDrain = (): void => {
-    this.stall?.taken();
     if (this.heldBytes > 0) this.pump();
     if (this.ending) this.endWhenFlushed();
     this.afterWrite();
@@ -223,10 +233,8 @@ export class TcpConnection implements MsgTransConnection {
 
   /** Backpressure bookkeeping after anything was handed over or taken. */
   private afterWrite(): void {
-    if (this.socket.writableLength === 0 && this.heldBytes === 0) {
-      this.stall?.stop();
-    } else {
-      (this.stall ??= new SendStallWatchdog(this.limits.sendStallTimeout, () => this.bufferedAmount, (err) => this.close(err))).arm();
+    if (this.socket.writableLength > 0 || this.heldBytes > 0) {
+      (this.stall ??= new SendStallWatchdog(this.limits.sendStallTimeout, this, (err) => this.close(err))).arm();
     }
     const buffered = this.bufferedAmount;
     const limit = this.sendLimit;

@@ -47,6 +47,8 @@ export class WsConnection implements MsgTransConnection {
   // batches beyond WRITE_WINDOW, oldest first
   private held: Buffer[] = [];
   private heldBytes = 0;
+  // payload bytes handed to ws so far; less what it still holds, about what the OS took
+  private handed = 0;
   private stall: SendStallWatchdog | null = null;
   private isClosed = false;
   private closeError: Error | undefined;
@@ -127,6 +129,15 @@ export class WsConnection implements MsgTransConnection {
 
   get bufferedAmount(): number {
     return this.queue.pendingBytes + this.heldBytes + this.ws.bufferedAmount;
+  }
+
+  /**
+   * @internal for the stall check: bytes the OS has taken so far. Frame
+   * headers still waiting count against it, so a peer that takes nothing
+   * never shows progress.
+   */
+  get bytesTaken(): number {
+    return this.handed - this.ws.bufferedAmount;
   }
 
   send(packet: Buffer): boolean {
@@ -217,7 +228,10 @@ export class WsConnection implements MsgTransConnection {
     // ws writes every frame separately; corking its socket makes a burst one writev.
     const socket = this.socket;
     socket?.cork();
-    for (let i = 0; i < count; i++) this.ws.send(items[i], { binary: true, compress: false });
+    for (let i = 0; i < count; i++) {
+      this.handed += items[i].length;
+      this.ws.send(items[i], { binary: true, compress: false });
+    }
     socket?.uncork();
   }
 
@@ -242,7 +256,6 @@ export class WsConnection implements MsgTransConnection {
    */
   private readonly onSocketDrain = (): void => {
     if (this.ws.readyState > 1) return;
-    this.stall?.taken();
     if (this.heldBytes === 0) return this.afterWrite();
     this.sendHeld(WRITE_WINDOW);
     // a graceful close waited for the held messages
@@ -252,10 +265,8 @@ export class WsConnection implements MsgTransConnection {
 
   /** Backpressure bookkeeping after anything was handed over or taken. */
   private afterWrite(): void {
-    if (this.ws.bufferedAmount === 0 && this.heldBytes === 0) {
-      this.stall?.stop();
-    } else {
-      (this.stall ??= new SendStallWatchdog(this.limits.sendStallTimeout, () => this.bufferedAmount, this.onStalled)).arm();
+    if (this.ws.bufferedAmount > 0 || this.heldBytes > 0) {
+      (this.stall ??= new SendStallWatchdog(this.limits.sendStallTimeout, this, this.onStalled)).arm();
     }
     const buffered = this.bufferedAmount;
     const limit = this.sendLimit;
