@@ -24,8 +24,10 @@ export const MSGTRANS_DEFAULTS = {
   requestTimeout: 30_000,
   /** Client: ms to establish a connection. */
   connectTimeout: 10_000,
-  /** ms between liveness probes (WebSocket ping, QUIC keep-alive); a peer silent for two intervals is dropped. */
+  /** ms between liveness probes (WebSocket ping, QUIC keep-alive, tcp/tls SO_KEEPALIVE and heartbeat packets); a peer silent for about two intervals is dropped. */
   heartbeatInterval: 15_000,
+  /** tcp/tls: send heartbeats only to peers seen to speak Part B (`'auto'`), or to every peer (`'always'`). */
+  heartbeat: 'auto',
   /** Client: automatic reconnection after a drop. */
   reconnect: { initialDelay: 100, maxDelay: 5000, factor: 2, jitter: 0.2, maxAttempts: Infinity },
   /** Client: calls that may wait for a (re)connection at once. */

@@ -10,7 +10,7 @@ import type {
   MsgTransReconnectOptions,
 } from '../interfaces/msgtrans-options.interface.js';
 import type { MsgTransSessionOptions } from '../session/msgtrans-session.js';
-import type { MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
+import type { MsgTransHeartbeatMode, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
 import { TcpProtocol } from '../transport/tcp/tcp-protocol.js';
 import { WsProtocol } from '../transport/ws/ws-protocol.js';
 import { QuicProtocol } from '../transport/quic/quic-protocol.js';
@@ -32,6 +32,7 @@ const COMMON_KEYS = [
   'codec',
   'compression',
   'heartbeatInterval',
+  'heartbeat',
   'protocols',
   'incompleteMessageTimeout',
   'maxSendBufferSize',
@@ -143,6 +144,7 @@ export function resolveSessionOptions(options: MsgTransCommonOptions, requestTim
       ),
       maxSendBufferSize: positiveInteger('maxSendBufferSize', options.maxSendBufferSize, MSGTRANS_DEFAULTS.maxSendBufferSize),
       sendStallTimeout: positiveInteger('sendStallTimeout', options.sendStallTimeout, MSGTRANS_DEFAULTS.sendStallTimeout),
+      heartbeat: oneOf<MsgTransHeartbeatMode>('heartbeat', options.heartbeat, ['auto', 'always'], MSGTRANS_DEFAULTS.heartbeat),
     },
     maxInFlight: positiveInteger('maxInFlight', options.maxInFlight, MSGTRANS_DEFAULTS.maxInFlight),
     codec: options.codec ?? new JsonCodec(),

@@ -35,6 +35,8 @@ export const MsgTransErrorCode = {
   INCOMPLETE_TIMEOUT: 'ERR_MSGTRANS_INCOMPLETE_TIMEOUT',
   /** The peer does not read: bytes waited for it for `sendStallTimeout` and it took none. */
   SEND_BUFFER_FULL: 'ERR_MSGTRANS_SEND_BUFFER_FULL',
+  /** The peer sent nothing, not even a heartbeat, for two heartbeat intervals. */
+  HEARTBEAT_TIMEOUT: 'ERR_MSGTRANS_HEARTBEAT_TIMEOUT',
   /** The peer has more than `maxInFlight` requests being answered at once. */
   TOO_MANY_IN_FLIGHT: 'ERR_MSGTRANS_TOO_MANY_IN_FLIGHT',
   /** The server already holds `maxConnections` sessions. */

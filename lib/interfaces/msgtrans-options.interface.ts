@@ -2,7 +2,7 @@ import type { CompressionAlgorithm } from '../codec/compression.js';
 import type { MsgTransCodec } from '../envelope/msgtrans-codec.interface.js';
 import type { MsgTransEndpointOptions } from '../transport/endpoint.js';
 import type { MsgTransListener } from '../transport/msgtrans-connection.interface.js';
-import type { MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
+import type { MsgTransHeartbeatMode, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
 import type { MsgTransTlsOptions } from '../transport/tls-options.interface.js';
 import type { MsgTransAuthenticate } from '../server/session-authenticator.js';
 
@@ -44,11 +44,19 @@ export interface MsgTransCommonOptions {
   /** Requests from the peer being answered at once; one more closes the connection. Default 4096. */
   maxInFlight?: number;
   /**
-   * ms between liveness probes: WebSocket ping/pong, QUIC keep-alive. A peer
-   * that stays silent for a whole interval after a probe is dropped. 0
-   * disables. Default 15000.
+   * ms between liveness probes: WebSocket ping/pong, QUIC keep-alive, on
+   * tcp/tls SO_KEEPALIVE plus heartbeat packets (see {@link heartbeat}). A
+   * peer silent for about two intervals is dropped. 0 disables. Default 15000.
    */
   heartbeatInterval?: number;
+  /**
+   * tcp/tls: toward whom heartbeat packets (a CANCEL for message id 0) are
+   * sent. `'auto'`: only to a peer seen to speak Part B (it has sent a
+   * packet with a Part B flag), so a plain msgtrans peer never gets one and
+   * relies on SO_KEEPALIVE; `'always'`: to every peer, for a peer known to
+   * ignore them. Default `'auto'`.
+   */
+  heartbeat?: MsgTransHeartbeatMode;
   /** Extra protocols beyond the built-in ones, keyed by URL scheme. */
   protocols?: MsgTransProtocol[];
 }
