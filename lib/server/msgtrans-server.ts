@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { isObservable } from 'rxjs';
 import type { MessageHandler } from '@nestjs/microservices';
-import { Server, type CustomTransportStrategy } from '@nestjs/microservices';
+import { BaseRpcExceptionFilter, Server, type CustomTransportStrategy } from '@nestjs/microservices';
 import { MSGTRANS_DEFAULTS, MSGTRANS_TRANSPORT, NO_MESSAGE_HANDLER } from '../constants.js';
 import { PacketType } from '../codec/packet.js';
 import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
@@ -43,9 +43,15 @@ import type {
 /** Nest's wording for an event nobody handles (its constant is not exported). */
 const NO_EVENT_HANDLER = 'There is no matching event handler defined in the remote service. Event pattern: ';
 
-// Distinct routes remembered by the handler lookup; past this, lookups still
-// work but are not cached, so a peer sending random routes cannot grow memory.
+// Routes the handler lookup remembers, in entries and in characters; past
+// either, lookups still work but are not cached. Only routes that found a
+// handler are cached: peers can invent any number of the others.
 const ROUTE_CACHE_LIMIT = 10_000;
+const ROUTE_CACHE_CHARS = 1024 * 1024;
+
+// Nest's own filter, for errors that never passed through one (hand-registered
+// handlers, processing hooks): the peer gets what Nest would send, the log the rest.
+const EXCEPTION_FILTER = new BaseRpcExceptionFilter();
 
 /** Errors that mean the peer misbehaved (as opposed to going away). */
 function isViolation(error: Error | undefined): error is MsgTransError {
@@ -77,7 +83,8 @@ export class MsgTransServer
   /** Open sessions, rooms and server push. */
   readonly sessions = new MsgTransSessions();
   private readonly events = new EventListeners<MsgTransServerEvents>();
-  private readonly routeCache = new Map<string, MessageHandler | null>();
+  private readonly routeCache = new Map<string, MessageHandler>();
+  private routeCacheChars = 0;
   private boundAddresses: MsgTransListenerAddress[] = [];
   private accepting = false;
   private draining = false;
@@ -192,6 +199,7 @@ export class MsgTransServer
   override addHandler(pattern: any, callback: MessageHandler, isEventHandler?: boolean, extras?: Record<string, any>): void {
     super.addHandler(pattern, callback, isEventHandler, extras);
     this.routeCache.clear();
+    this.routeCacheChars = 0;
   }
 
   /**
@@ -203,7 +211,10 @@ export class MsgTransServer
     const cached = this.routeCache.get(route);
     if (cached !== undefined) return cached;
     const handler = this.messageHandlers.get(route) ?? super.getHandlerByPattern(route);
-    if (this.routeCache.size < ROUTE_CACHE_LIMIT) this.routeCache.set(route, handler);
+    if (handler !== null && this.routeCache.size < ROUTE_CACHE_LIMIT && this.routeCacheChars + route.length <= ROUTE_CACHE_CHARS) {
+      this.routeCache.set(route, handler);
+      this.routeCacheChars += route.length;
+    }
     return handler;
   }
 
@@ -233,7 +244,7 @@ export class MsgTransServer
     try {
       this.onProcessingStartHook(this.transportId, context, () => this.invoke(handler, session, message, context));
     } catch (err) {
-      session.replyError(message, err);
+      this.replyFailure(session, message, err);
     }
   }
 
@@ -254,7 +265,16 @@ export class MsgTransServer
       this.logger.error(`${NO_EVENT_HANDLER}${message.route}`);
       return;
     }
-    handler(message.data, context).then(this.onEventResult, this.logError);
+    let result: unknown;
+    try {
+      result = handler(message.data, context);
+    } catch (err) {
+      // a hand-registered handler's bug is that event's failure, not the connection's
+      this.logger.error(err);
+      return;
+    }
+    // Nest's handlers return promises (resolve() passes those through); a hand-registered one may not
+    Promise.resolve(result).then(this.onEventResult, this.logError);
   }
 
   // shared by every event: no closures per message
@@ -315,13 +335,23 @@ export class MsgTransServer
     }, fail);
   }
 
+  /**
+   * Answers a request whose handler failed outside Nest's exception filters
+   * the way those filters would: an RpcException's error as is, anything
+   * else logged and sent as "Internal server error", so no internals leak.
+   */
   private replyFailure(session: MsgTransSession, message: IncomingMessage, err: unknown): void {
     if (session.closed) return;
-    try {
-      session.replyError(message, err);
-    } catch (unsendable) {
-      this.logger.error(unsendable);
-    }
+    // the filter's Observable errors synchronously
+    EXCEPTION_FILTER.catch(err, undefined as never).subscribe({
+      error: (filtered: unknown) => {
+        try {
+          session.replyError(message, filtered);
+        } catch (unsendable) {
+          this.logger.error(unsendable);
+        }
+      },
+    });
   }
 
   private accept(connection: MsgTransConnection): void {

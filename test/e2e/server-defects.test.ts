@@ -1,0 +1,352 @@
+/**
+ * Regression tests for defects of the Nest server layer (issue 9): handler
+ * errors that cannot be encoded, hand-registered handlers, the handler-lookup
+ * cache, listen() after close(), the hybrid app's address, plain errors, and
+ * what an unauthenticated peer can make the server hold. Real sockets on
+ * loopback, on every protocol where the defect can appear.
+ */
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import * as http from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
+import { Controller, Module, type INestMicroservice, type LoggerService } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Ctx, MessagePattern, Payload, RpcException, type MessageHandler } from '@nestjs/microservices';
+import { lastValueFrom, of } from 'rxjs';
+import {
+  MsgTransClient,
+  MsgTransError,
+  MsgTransErrorCode,
+  MsgTransServer,
+  MsgTransSessions,
+  type MsgTransClientOptions,
+  type MsgTransContext,
+  type MsgTransServerOptions,
+} from '../../lib/index.js';
+import type { DevCertificates } from '../../sample/dev-certs.js';
+import { PROTOCOL_CASES, testCertificates } from '../support/protocols.js';
+import { rejection, sleep, within } from '../support/async.js';
+import { waitFor } from '../support/test-app.js';
+import { CODEC, HAS_ROUTE_TAG, REQUEST, RESPONSE, ERROR, StreamSplitter, encode, parsePacket } from '../support/raw-wire.js';
+
+// process-wide failures: none of these tests may produce one
+const processFailures: unknown[] = [];
+const onProcessFailure = (err: unknown) => processFailures.push(err);
+process.on('uncaughtException', onProcessFailure);
+process.on('unhandledRejection', onProcessFailure);
+after(() => {
+  process.off('uncaughtException', onProcessFailure);
+  process.off('unhandledRejection', onProcessFailure);
+});
+
+const INTERNAL_ERROR = { status: 'error', message: 'Internal server error' };
+
+/** Nest's logger output, kept for assertions instead of printed. */
+class CapturingLogger implements LoggerService {
+  readonly errors: string[] = [];
+  log(): void {}
+  warn(): void {}
+  debug(): void {}
+  verbose(): void {}
+  error(message: unknown, ...rest: unknown[]): void {
+    const text = (value: unknown) => (value instanceof Error ? `${value.message}\n${value.stack}` : String(value));
+    this.errors.push([message, ...rest].map(text).join(' '));
+  }
+}
+
+function circular(): Record<string, unknown> {
+  // what an axios error looks like to JSON: request and response point at each other
+  const request: Record<string, unknown> = { method: 'GET' };
+  const response: Record<string, unknown> = { status: 502, request };
+  request.response = response;
+  return { name: 'AxiosError', config: { url: 'http://internal:8080/secret' }, request, response };
+}
+
+@Controller()
+class DefectsController {
+  constructor(private readonly sessions: MsgTransSessions) {}
+
+  @MessagePattern('echo')
+  echo(@Payload() data: unknown) {
+    return data;
+  }
+
+  @MessagePattern({ cmd: 'sum', v: 1 })
+  sum(@Payload() data: number[]) {
+    return data.reduce((a, b) => a + b, 0);
+  }
+
+  @MessagePattern('session')
+  session(@Payload() _data: unknown, @Ctx() ctx: MsgTransContext) {
+    return ctx.getSessionId();
+  }
+
+  @MessagePattern('throw.circular')
+  throwCircular() {
+    throw new RpcException({ message: 'upstream failed', cause: circular() });
+  }
+
+  @MessagePattern('throw.bigint')
+  throwBigint() {
+    throw new RpcException({ message: 'too big', cause: { n: 10n } });
+  }
+
+  @MessagePattern('reply.circular')
+  replyCircular() {
+    return circular();
+  }
+
+  @MessagePattern('stream.bigint')
+  streamBigint() {
+    return of(1, 2n, 3);
+  }
+
+  @MessagePattern('push.bigint')
+  pushBigint(@Payload() _data: unknown, @Ctx() ctx: MsgTransContext) {
+    this.sessions.emitTo(ctx.getSessionId(), 'pushed', { n: 1n });
+    return 'pushed';
+  }
+}
+
+@Module({ controllers: [DefectsController], providers: [{ provide: MsgTransSessions, useFactory: () => sessionsRef }] })
+class DefectsModule {}
+// the controller's MsgTransSessions is the running server's (set before the app is created)
+let sessionsRef: MsgTransSessions;
+
+interface Running {
+  app: INestMicroservice;
+  server: MsgTransServer;
+  url: string;
+  logger: CapturingLogger;
+  disconnects: number;
+}
+
+const apps: INestMicroservice[] = [];
+const clients: MsgTransClient[] = [];
+const sockets: Socket[] = [];
+after(async () => {
+  for (const c of clients) c.close();
+  for (const s of sockets) s.destroy();
+  for (const app of apps) await app.close().catch(() => undefined);
+});
+
+async function start(options: MsgTransServerOptions): Promise<Running> {
+  const server = new MsgTransServer(options);
+  sessionsRef = server.sessions;
+  const logger = new CapturingLogger();
+  const app = await NestFactory.createMicroservice(DefectsModule, { strategy: server, logger });
+  await app.listen();
+  apps.push(app);
+  const running: Running = { app, server, url: server.addresses()[0].url, logger, disconnects: 0 };
+  server.on('disconnect', () => running.disconnects++);
+  return running;
+}
+
+function newClient(options: MsgTransClientOptions): MsgTransClient {
+  const client = new MsgTransClient({ requestTimeout: 5000, ...options });
+  clients.push(client);
+  return client;
+}
+
+const call = <T = unknown>(client: MsgTransClient, pattern: string, data: unknown = {}): Promise<T> =>
+  within(lastValueFrom(client.send<T>(pattern, data)), 6000, `call ${pattern}`);
+
+let certs: DevCertificates;
+before(async () => {
+  certs = await testCertificates();
+});
+
+// ---------------------------------------------------------------------------
+// handler errors and values that cannot be encoded, hand-registered handlers
+// ---------------------------------------------------------------------------
+
+for (const protocol of PROTOCOL_CASES) {
+  describe(`server robustness over ${protocol.name}`, () => {
+    let running: Running;
+    let client: MsgTransClient;
+    const syncEvents: unknown[] = [];
+
+    before(async () => {
+      running = await start(protocol.server(certs));
+      // hand-registered handlers: Nest's exception filters do not wrap these
+      const server = running.server;
+      server.addHandler('sync.event', ((data: unknown) => void syncEvents.push(data)) as unknown as MessageHandler, true);
+      server.addHandler(
+        'sync.event.throws',
+        (() => {
+          throw new Error('event handler bug');
+        }) as unknown as MessageHandler,
+        true,
+      );
+      server.addHandler('raw.throw', (() => {
+        throw new Error('password=hunter2 rejected by db');
+      }) as unknown as MessageHandler);
+      server.addHandler('raw.reject.circular', async () => {
+        throw circular();
+      });
+      client = newClient(protocol.client(running.url, certs));
+      await within(client.connect(), 5000, 'connect');
+    });
+
+    test('an RpcException whose cause is circular or holds a BigInt gets the caller an error; the process survives', async () => {
+      const failuresBefore = processFailures.length;
+      const sessionBefore = await call(client, 'session');
+      for (const pattern of ['throw.circular', 'throw.bigint']) {
+        const error = await rejection(lastValueFrom(client.send(pattern, {})), 6000, pattern);
+        // an ERROR reply from the server, not a timeout or a dropped connection on the client
+        assert.ok(!(error instanceof Error), `${pattern}: an error reply, got ${String(error)}`);
+        assert.equal((error as { status?: string }).status, 'error', `${pattern}: Nest's error shape`);
+        assert.equal(typeof (error as { message?: string }).message, 'string', `${pattern}: with a message`);
+      }
+      await sleep(50);
+      assert.equal(processFailures.length, failuresBefore, `no uncaught exception: ${processFailures.slice(failuresBefore).join('; ')}`);
+      assert.equal(await call(client, 'session'), sessionBefore, 'same connection, still serving');
+    });
+
+    test('a value, a streamed value and a pushed event that cannot be encoded: an error for that message only', async () => {
+      const failuresBefore = processFailures.length;
+      const sessionBefore = await call(client, 'session');
+      await rejection(lastValueFrom(client.send('reply.circular', {})), 6000, 'reply.circular');
+      await rejection(lastValueFrom(client.send('stream.bigint', {})), 6000, 'stream.bigint');
+      // the push fails, so the handler fails or answers: either way the caller hears back
+      await within(
+        lastValueFrom(client.send('push.bigint', {})).catch(() => 'failed'),
+        6000,
+        'push.bigint',
+      );
+      await sleep(50);
+      assert.equal(processFailures.length, failuresBefore, `no uncaught exception: ${processFailures.slice(failuresBefore).join('; ')}`);
+      assert.equal(await call(client, 'session'), sessionBefore, 'same connection, still serving');
+    });
+
+    test('errors that bypass the exception filters reach the caller as Nest\'s "Internal server error", logged once', async () => {
+      const failuresBefore = processFailures.length;
+      for (const pattern of ['raw.throw', 'raw.reject.circular']) {
+        const logsBefore = running.logger.errors.length;
+        const error = await rejection(lastValueFrom(client.send(pattern, {})), 6000, pattern);
+        assert.deepEqual(error, INTERNAL_ERROR, `${pattern}: no internals leak to the peer`);
+        await sleep(20);
+        const logged = running.logger.errors.slice(logsBefore);
+        assert.equal(logged.length, 1, `${pattern}: logged once, got ${JSON.stringify(logged)}`);
+      }
+      assert.match(running.logger.errors.join('\n'), /password=hunter2/, 'the real error is in the server log');
+      assert.equal(processFailures.length, failuresBefore);
+    });
+
+    test('a synchronous hand-registered event handler does not close the connection', async () => {
+      const sessionBefore = await call(client, 'session');
+      const disconnectsBefore = running.disconnects;
+      client.emit('sync.event', { n: 1 }).subscribe();
+      client.emit('sync.event.throws', { n: 2 }).subscribe({ error: () => undefined });
+      client.emit('sync.event', { n: 3 }).subscribe();
+      await waitFor(() => syncEvents.length === 2, 3000);
+      assert.deepEqual(syncEvents, [{ n: 1 }, { n: 3 }]);
+      assert.equal(await call(client, 'session'), sessionBefore, 'same connection');
+      assert.equal(running.disconnects, disconnectsBefore, 'no session closed');
+      assert.ok(running.logger.errors.some((e) => e.includes('event handler bug')), 'the throwing handler was logged');
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// the handler-lookup cache against invented routes
+// ---------------------------------------------------------------------------
+
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
+
+/** Heap in use after a full collection. */
+function heapAfterGc(): number {
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
+}
+
+/** A raw TCP peer: sends bytes, counts the packets it gets back by type. */
+async function rawTcpPeer(url: string): Promise<{ socket: Socket; replies: { errors: number; values: number } }> {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  sockets.push(socket);
+  await within(new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject)), 3000, 'raw connect');
+  const replies = { errors: 0, values: 0 };
+  const splitter = new StreamSplitter((p) => {
+    if (p.packetType !== RESPONSE) return;
+    if (p.flags & ERROR) replies.errors++;
+    else replies.values++;
+  });
+  socket.on('data', (chunk: Buffer) => splitter.push(chunk));
+  socket.on('error', () => undefined);
+  return { socket, replies };
+}
+
+function rawRequest(messageId: number, route: string, value: unknown): Buffer {
+  return encode({ packetType: REQUEST, messageId, flags: HAS_ROUTE_TAG | CODEC, ext: `route:${route}`, payload: JSON.stringify(value) });
+}
+
+test('routes a peer invents (10,000 of 16 KiB, unknown or padded variants of a known one) are not kept by the server', async () => {
+  const running = await start({ listen: 'tcp://127.0.0.1:0' });
+  const { socket, replies } = await rawTcpPeer(running.url);
+  const ROUTES = 10_000;
+  const ROUTE_CHARS = 16_000;
+  const baseline = heapAfterGc();
+  const BATCH = 500;
+  for (let sent = 0; sent < ROUTES; sent += BATCH) {
+    const packets: Buffer[] = [];
+    for (let i = sent; i < sent + BATCH; i++) {
+      // even: a route nobody serves; odd: the known { cmd: 'sum', v: 1 } padded with whitespace, each one different
+      const route =
+        i % 2 === 0
+          ? `unknown.${i}.${'x'.repeat(ROUTE_CHARS - 20)}`
+          : `{"cmd":"sum",${' '.repeat(ROUTE_CHARS - 30 - (i % 1000))}"v":1}`;
+      packets.push(rawRequest(i + 1, route, [1, 2]));
+    }
+    socket.write(Buffer.concat(packets));
+    await within(waitFor(() => replies.errors + replies.values >= sent + BATCH, 10_000), 12_000, `replies to ${sent + BATCH}`);
+  }
+  assert.equal(replies.errors, ROUTES / 2, 'unknown routes: no handler');
+  assert.equal(replies.values, ROUTES / 2, 'padded variants reach the handler');
+  socket.destroy();
+  await sleep(50);
+  const grown = heapAfterGc() - baseline;
+  // every route kept would be 16 KB: 10,000 of them 160 MB
+  assert.ok(grown < 24 * 1024 * 1024, `the server kept ${(grown / 1048576).toFixed(1)} MiB of routes after the peer left`);
+});
+
+// ---------------------------------------------------------------------------
+// listen() again after close()
+// ---------------------------------------------------------------------------
+
+for (const protocol of PROTOCOL_CASES) {
+  test(`listen() after close() serves again over ${protocol.name}`, async () => {
+    const server = new MsgTransServer(protocol.server(certs));
+    server.addHandler('echo', async (data: unknown) => data);
+    const listen = () =>
+      within(new Promise<void>((resolve, reject) => void server.listen((err) => (err ? reject(err) : resolve()))), 5000, 'listen');
+    try {
+      for (const round of [1, 2, 3]) {
+        await listen();
+        const client = newClient({ ...protocol.client(server.addresses()[0].url, certs), reconnect: false });
+        assert.deepEqual(await call(client, 'echo', { round }), { round }, `round ${round}`);
+        client.close();
+        await within(server.close(), 8000, 'close');
+      }
+    } finally {
+      await server.close();
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// plain errors from lib/server
+// ---------------------------------------------------------------------------
+
+test('sessions.sendTo with an unknown session id fails with a MsgTransError and a stable code', async () => {
+  const sessions = new MsgTransSessions();
+  const error = await rejection(lastValueFrom(sessions.sendTo('no-such-session', 'x', {})), 2000, 'sendTo');
+  assert.ok(error instanceof MsgTransError, `a MsgTransError, got ${String(error)}`);
+  assert.equal(error.code, MsgTransErrorCode.UNKNOWN_SESSION);
+  assert.match(error.message, /no-such-session/);
+});
