@@ -30,7 +30,7 @@ import {
   type MsgTransSessionHandler,
   type MsgTransSessionOptions,
 } from '../session/msgtrans-session.js';
-import { assertTlsOptions, parseEndpoint } from '../transport/endpoint.js';
+import { assertTlsOptions, parseEndpoint, type HttpServer } from '../transport/endpoint.js';
 import { MsgTransSessions } from './msgtrans-sessions.js';
 import { AUTH_ROUTE, SessionAuthenticator } from './session-authenticator.js';
 import { EventListeners } from '../transport/event-listeners.js';
@@ -83,6 +83,9 @@ export class MsgTransServer
   /** Open sessions, rooms and server push. */
   readonly sessions = new MsgTransSessions();
   private readonly events = new EventListeners<MsgTransServerEvents>();
+  // endpoints attached to an application's HTTP server (hybrid apps), which may listen later
+  private readonly attachedTo = new Map<MsgTransListener, HttpServer>();
+  private readonly pendingAnnouncements: (() => void)[] = [];
   private readonly routeCache = new Map<string, MessageHandler>();
   private routeCacheChars = 0;
   private boundAddresses: MsgTransListenerAddress[] = [];
@@ -141,7 +144,7 @@ export class MsgTransServer
         return;
       }
       this.boundAddresses = results.map((r) => (r as PromiseFulfilledResult<MsgTransListenerAddress>).value);
-      for (const address of this.boundAddresses) this.logger.log(`Listening on ${address.url}`);
+      this.boundAddresses.forEach((address, i) => this.announce(this.listeners[i], address));
       this._status$.next(MsgTransStatus.CONNECTED);
       this.events.emit('listening', this.boundAddresses);
       callback();
@@ -160,6 +163,7 @@ export class MsgTransServer
     // close last because closing a QUIC server ends its connections at once.
     this.accepting = false;
     this.draining = true;
+    for (const cancel of this.pendingAnnouncements.splice(0)) cancel();
     const deadline = Date.now() + this.shutdownTimeout;
     // bounded by shutdownTimeout; a poll keeps per-request bookkeeping off the hot path
     while (Date.now() < deadline && this.sessions.all().some((s) => s.activeRequests > 0)) {
@@ -391,6 +395,23 @@ export class MsgTransServer
     }
   }
 
+  /**
+   * Logs the address an endpoint serves. One attached to an HTTP server that
+   * does not listen yet (a hybrid app starts its microservices first) has no
+   * port until it does: logged then, after the listener has filled in the
+   * address (its own 'listening' handler was registered before this one).
+   */
+  private announce(listener: MsgTransListener, address: MsgTransListenerAddress): void {
+    const httpServer = this.attachedTo.get(listener);
+    if (httpServer === undefined || httpServer.listening) {
+      this.logger.log(`Listening on ${address.url}`);
+      return;
+    }
+    const onListening = () => this.logger.log(`Listening on ${address.url}`);
+    httpServer.once('listening', onListening);
+    this.pendingAnnouncements.push(() => httpServer.off('listening', onListening));
+  }
+
   /** Logs a violation through Nest's logger, counts it by code and emits `error`. */
   private countViolation(session: MsgTransSession | undefined, error: MsgTransError): void {
     this.violationCounts.set(error.code, (this.violationCounts.get(error.code) ?? 0) + 1);
@@ -411,7 +432,9 @@ export class MsgTransServer
       const endpoint = parseEndpoint(input);
       const protocol = protocolFor(protocols, endpoint.protocol);
       const tls = endpoint.tls ?? options.tls;
-      return protocol.createListener(endpoint, { limits: this.sessionOptions.limits, tls, heartbeatInterval });
+      const listener = protocol.createListener(endpoint, { limits: this.sessionOptions.limits, tls, heartbeatInterval });
+      if (endpoint.httpServer) this.attachedTo.set(listener, endpoint.httpServer);
+      return listener;
     });
   }
 }

@@ -47,7 +47,10 @@ const INTERNAL_ERROR = { status: 'error', message: 'Internal server error' };
 /** Nest's logger output, kept for assertions instead of printed. */
 class CapturingLogger implements LoggerService {
   readonly errors: string[] = [];
-  log(): void {}
+  readonly logs: string[] = [];
+  log(message: unknown): void {
+    this.logs.push(String(message));
+  }
   warn(): void {}
   debug(): void {}
   verbose(): void {}
@@ -338,6 +341,36 @@ for (const protocol of PROTOCOL_CASES) {
     }
   });
 }
+
+// ---------------------------------------------------------------------------
+// a WebSocket endpoint on an HTTP server that listens later (hybrid app)
+// ---------------------------------------------------------------------------
+
+test('a ws endpoint attached to an HTTP server logs and reports the address it serves once that server listens', async () => {
+  const httpServer = http.createServer((_req, res) => res.end('http'));
+  try {
+    // as in a hybrid app: the microservice starts before the HTTP server listens
+    const running = await start({ listen: [{ protocol: 'ws', path: '/msgtrans', httpServer }] });
+    const listening = () => running.logger.logs.filter((l) => l.startsWith('Listening on'));
+    assert.deepEqual(
+      listening().filter((l) => /:0\//.test(l)),
+      [],
+      `no made-up port is logged: ${JSON.stringify(listening())}`,
+    );
+    await new Promise<void>((resolve, reject) => httpServer.once('error', reject).listen(0, '127.0.0.1', resolve));
+    const port = (httpServer.address() as { port: number }).port;
+    const url = `ws://127.0.0.1:${port}/msgtrans`;
+    await waitFor(() => listening().length > 0, 2000);
+    assert.deepEqual(listening(), [`Listening on ${url}`], 'logged once, with the real port');
+    assert.equal(running.server.addresses()[0].url, url);
+    const client = newClient({ url: running.server.addresses()[0].url, reconnect: false });
+    assert.deepEqual(await call(client, 'echo', { hybrid: true }), { hybrid: true });
+    client.close();
+  } finally {
+    httpServer.closeAllConnections();
+    await new Promise((resolve) => httpServer.close(resolve));
+  }
+});
 
 // ---------------------------------------------------------------------------
 // plain errors from lib/server
