@@ -46,6 +46,8 @@ const KNOWN_KEYS = {
     'shutdownTimeout',
     'authenticate',
     'authTimeout',
+    'maxPreAuthMessages',
+    'maxPreAuthBytes',
     'requestTimeout',
   ]),
   client: new Set([

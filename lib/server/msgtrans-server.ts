@@ -3,7 +3,7 @@ import { isObservable } from 'rxjs';
 import type { MessageHandler } from '@nestjs/microservices';
 import { BaseRpcExceptionFilter, Server, type CustomTransportStrategy } from '@nestjs/microservices';
 import { MSGTRANS_DEFAULTS, MSGTRANS_TRANSPORT, NO_MESSAGE_HANDLER } from '../constants.js';
-import { PacketType } from '../codec/packet.js';
+import { PacketType, type MsgTransPacket } from '../codec/packet.js';
 import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
 import type { MsgTransError } from '../errors/msgtrans-error.js';
 import { MsgTransLimitError } from '../errors/msgtrans-limit-error.js';
@@ -32,6 +32,7 @@ import {
 } from '../session/msgtrans-session.js';
 import { assertTlsOptions, parseEndpoint, type HttpServer } from '../transport/endpoint.js';
 import { MsgTransSessions } from './msgtrans-sessions.js';
+import { GatedSession } from './gated-session.js';
 import { AUTH_ROUTE, SessionAuthenticator } from './session-authenticator.js';
 import { EventListeners } from '../transport/event-listeners.js';
 import type {
@@ -115,6 +116,10 @@ export class MsgTransServer
       ? new SessionAuthenticator(
           options.authenticate,
           positiveInteger('authTimeout', options.authTimeout, MSGTRANS_DEFAULTS.authTimeout),
+          {
+            maxMessages: positiveInteger('maxPreAuthMessages', options.maxPreAuthMessages, MSGTRANS_DEFAULTS.maxPreAuthMessages),
+            maxBytes: positiveInteger('maxPreAuthBytes', options.maxPreAuthBytes, MSGTRANS_DEFAULTS.maxPreAuthBytes),
+          },
           (session, queued) => this.admit(session, queued),
           (session, reason) => this.countViolation(session, new MsgTransConnectionError(MsgTransErrorCode.AUTH_FAILED, reason)),
         )
@@ -224,11 +229,15 @@ export class MsgTransServer
 
   /** @internal session callback */
   onRequest(session: MsgTransSession, message: IncomingMessage): void {
-    if (this.authenticator) {
-      if (this.authenticator.intercept(session, message)) return;
-    } else if (message.route === AUTH_ROUTE) {
+    if (this.authenticator !== null && this.held.has(session)) {
+      // only the credentials, and requests of a refused session, get here while held
+      this.authenticator.onHeldRequest(session, message);
+      return;
+    }
+    if (message.route === AUTH_ROUTE) {
       // without a hook everyone is accepted, credentials or not
-      session.reply(message, { authenticated: true });
+      if (this.authenticator === null) session.reply(message, { authenticated: true });
+      else void this.authenticator.reauthenticate(session, message);
       return;
     }
     if (this.draining) {
@@ -254,7 +263,6 @@ export class MsgTransServer
 
   /** @internal session callback */
   onEvent(session: MsgTransSession, message: IncomingMessage): void {
-    if (this.authenticator?.intercept(session, message)) return;
     const context = new MsgTransContext([session, message]);
     if (!this.hooksUnset()) {
       this.handleEvent(message.route, { pattern: message.route, data: message.data }, context).catch((err) =>
@@ -372,26 +380,29 @@ export class MsgTransServer
       connection.close(error);
       return;
     }
-    const session = new MsgTransSession(connection, this.sessionOptions, this);
-    // a connection may die before open() returns; then onClose has already run
-    if (session.closed) return;
-    if (this.authenticator) {
-      this.held.add(session);
-      this.authenticator.begin(session);
+    if (this.authenticator === null) {
+      const session = new MsgTransSession(connection, this.sessionOptions, this);
+      // a connection may die before open() returns; then onClose has already run
+      if (!session.closed) this.admit(session, []);
       return;
     }
-    this.admit(session, []);
+    const session = new GatedSession(connection, this.sessionOptions, this);
+    if (session.closed) return;
+    this.held.add(session);
+    this.authenticator.begin(session);
   }
 
-  /** A session that may talk to handlers: announced, then its held messages dispatched. */
-  private admit(session: MsgTransSession, queued: IncomingMessage[]): void {
+  /**
+   * A session that may talk to handlers: announced, then the packets it sent
+   * while held handled in order (decoded only now).
+   */
+  private admit(session: MsgTransSession, queued: MsgTransPacket[]): void {
     this.held.delete(session);
     this.sessions.add(session);
     this.events.emit('connect', session);
-    for (const message of queued) {
+    for (const packet of queued) {
       if (session.closed) return;
-      if (message.packetType === PacketType.REQUEST) this.onRequest(session, message);
-      else this.onEvent(session, message);
+      session.onPacket(packet);
     }
   }
 

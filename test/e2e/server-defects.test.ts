@@ -14,18 +14,23 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { Controller, Module, type INestMicroservice, type LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { Ctx, MessagePattern, Payload, RpcException, type MessageHandler } from '@nestjs/microservices';
+import { Ctx, EventPattern, MessagePattern, Payload, RpcException, type MessageHandler } from '@nestjs/microservices';
 import { lastValueFrom, of } from 'rxjs';
 import {
   MsgTransClient,
   MsgTransError,
   MsgTransErrorCode,
   MsgTransServer,
+  MsgTransSession,
   MsgTransSessions,
+  AUTH_ROUTE,
+  parseEndpoint,
+  type MsgTransAuthRequest,
   type MsgTransClientOptions,
   type MsgTransContext,
   type MsgTransServerOptions,
 } from '../../lib/index.js';
+import { protocolFor, protocolTable, resolveSessionOptions } from '../../lib/common/resolve-options.js';
 import type { DevCertificates } from '../../sample/dev-certs.js';
 import { PROTOCOL_CASES, testCertificates } from '../support/protocols.js';
 import { rejection, sleep, within } from '../support/async.js';
@@ -82,6 +87,16 @@ class DefectsController {
     return data.reduce((a, b) => a + b, 0);
   }
 
+  @MessagePattern('whoami')
+  whoami(@Payload() _data: unknown, @Ctx() ctx: MsgTransContext) {
+    return ctx.getPrincipal() ?? null;
+  }
+
+  @EventPattern('note')
+  note(@Payload() _data: unknown) {
+    notes.count++;
+  }
+
   @MessagePattern('session')
   session(@Payload() _data: unknown, @Ctx() ctx: MsgTransContext) {
     return ctx.getSessionId();
@@ -113,6 +128,8 @@ class DefectsController {
     return 'pushed';
   }
 }
+
+const notes = { count: 0 };
 
 @Module({ controllers: [DefectsController], providers: [{ provide: MsgTransSessions, useFactory: () => sessionsRef }] })
 class DefectsModule {}
@@ -250,6 +267,136 @@ for (const protocol of PROTOCOL_CASES) {
       assert.equal(await call(client, 'session'), sessionBefore, 'same connection');
       assert.equal(running.disconnects, disconnectsBefore, 'no session closed');
       assert.ok(running.logger.errors.some((e) => e.includes('event handler bug')), 'the throwing handler was logged');
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// what a peer that is not authenticated yet can make the server do
+// ---------------------------------------------------------------------------
+
+/** A bare session over a fresh connection to `url`: it sends whatever it is asked, at once. */
+async function bareSession(
+  protocol: (typeof PROTOCOL_CASES)[number],
+  url: string,
+  options: Parameters<typeof resolveSessionOptions>[0] = {},
+): Promise<MsgTransSession> {
+  const resolved = resolveSessionOptions(options);
+  const endpoint = parseEndpoint(url);
+  const connection = await protocolFor(protocolTable(), endpoint.protocol).connect(endpoint, {
+    limits: resolved.limits,
+    tls: protocol.client(url, certs).tls,
+    connectTimeout: 5000,
+    heartbeatInterval: 0,
+  });
+  const session = new MsgTransSession(connection, resolved, {
+    onRequest: (s, m) => s.replyError(m, 'no'),
+    onEvent: () => undefined,
+    onClose: () => undefined,
+  });
+  cleanups.push(() => session.close());
+  return session;
+}
+const cleanups: (() => void)[] = [];
+after(() => {
+  for (const cleanup of cleanups) cleanup();
+});
+
+/** A request on a bare session: resolves with its last value, rejects with its error. */
+function requestOn(session: MsgTransSession, route: string, data: unknown): Promise<unknown> {
+  return within(
+    new Promise<unknown>((resolve, reject) => {
+      let last: unknown;
+      session.request(0, route, data, undefined, { next: (value) => (last = value), error: reject, complete: () => resolve(last) });
+    }),
+    6000,
+    `request ${route}`,
+  );
+}
+
+/** A promise the hook waits on, opened by the test (or after 10 s, so nothing hangs). */
+function hookGate(): { opened: Promise<void>; open(): void } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+    setTimeout(resolve, 10_000).unref();
+  });
+  return { opened, open };
+}
+
+for (const protocol of PROTOCOL_CASES) {
+  describe(`before authentication over ${protocol.name}`, () => {
+    let running: Running;
+    const hookCalls: MsgTransAuthRequest[] = [];
+    let gate = hookGate();
+    const errors: string[] = [];
+
+    before(async () => {
+      running = await start({
+        ...protocol.server(certs),
+        authenticate: async (request) => {
+          hookCalls.push(request);
+          const token = (request.credentials as { token?: string } | undefined)?.token;
+          if (token === 'good') return { user: 'alice' };
+          if (token === 'bad') return false;
+          if (token === 'gated') return gate.opened.then(() => ({ user: 'gated' }));
+          // no credentials: anonymous, after a while
+          await sleep(300);
+          return { anonymous: true };
+        },
+      });
+      running.server.on('error', (error) => errors.push((error as MsgTransError).code));
+    });
+
+    test('a slow authenticate: large compressed packets are held undecoded and bounded in bytes, then the peer is closed', async () => {
+      gate = hookGate();
+      const session = await bareSession(protocol, running.url, { compression: { algorithm: 'zlib', threshold: 1024 } });
+      const auth = requestOn(session, AUTH_ROUTE, { token: 'gated' });
+      auth.catch(() => undefined);
+      await waitFor(() => hookCalls.some((c) => (c.credentials as { token?: string })?.token === 'gated'), 3000);
+      // 4 MiB of JSON each that compresses to about 4 KiB: 40 of them are 160 KiB on the wire
+      const large = 'a'.repeat(4 * 1024 * 1024);
+      const baseline = heapAfterGc();
+      for (let i = 0; i < 40; i++) session.emit(0, 'note', large, undefined);
+      await sleep(500);
+      const grown = heapAfterGc() - baseline;
+      assert.equal(session.closed, false, 'within the bound: still connected');
+      // decoded, they would be 160 MiB
+      assert.ok(grown < 48 * 1024 * 1024, `the server holds ${(grown / 1048576).toFixed(1)} MiB for a peer nobody accepted`);
+
+      // then more than maxPreAuthBytes (1 MiB by default) on the wire
+      const incompressible = Buffer.alloc(256 * 1024);
+      for (let i = 0; i < incompressible.length; i += 4) incompressible.writeUInt32LE((Math.random() * 0x100000000) >>> 0, i);
+      for (let i = 0; i < 6 && !session.closed; i++) session.emit(0, 'note', incompressible, undefined);
+      await within(waitFor(() => session.closed, 5000), 6000, 'the server closes the connection');
+      await waitFor(() => errors.includes(MsgTransErrorCode.PRE_AUTH_LIMIT), 2000);
+      assert.ok((running.server.stats().violations[MsgTransErrorCode.PRE_AUTH_LIMIT] ?? 0) >= 1, 'counted by code');
+      gate.open();
+      await sleep(100);
+      assert.equal(notes.count, 0, 'nothing the closed peer sent reached a handler');
+    });
+
+    test('a msgtrans.auth request that arrives after another packet reaches the hook', async () => {
+      const session = await bareSession(protocol, running.url);
+      const hooksBefore = hookCalls.length;
+      const first = requestOn(session, 'whoami', 1);
+      const auth = requestOn(session, AUTH_ROUTE, { token: 'good' });
+      // the first packet is handled once the hook accepted the connection without credentials
+      assert.ok((await first) !== null, 'the first request was served');
+      assert.deepEqual(await auth, { authenticated: true }, 'the late credentials were answered');
+      assert.deepEqual(
+        hookCalls.slice(hooksBefore).map((c) => c.credentials ?? null),
+        [null, { token: 'good' }],
+        'the hook ran without credentials, then with the late ones',
+      );
+      assert.deepEqual(await requestOn(session, 'whoami', 2), { user: 'alice' }, 'their principal applies from then on');
+
+      const refused = await bareSession(protocol, running.url);
+      requestOn(refused, 'whoami', 1).catch(() => undefined);
+      const badAuth = requestOn(refused, AUTH_ROUTE, { token: 'bad' });
+      const error = (await rejection(badAuth, 6000, 'late bad credentials')) as { code?: string };
+      assert.equal(error.code, MsgTransErrorCode.AUTH_FAILED, `a clear auth error, got ${JSON.stringify(error)}`);
+      await within(waitFor(() => refused.closed, 3000), 4000, 'refused: closed');
     });
   });
 }
