@@ -281,8 +281,9 @@ export class MsgTransServer
     try {
       result = handler(message.data, context);
     } catch (err) {
-      // a hand-registered handler's bug is that event's failure, not the connection's
-      this.logger.error(err);
+      // a hand-registered handler's bug is that event's failure, not the connection's;
+      // a payload that could not be decoded has closed the session, which reports it
+      if (!session.closed) this.logger.error(err);
       return;
     }
     // Nest's handlers return promises (resolve() passes those through); a hand-registered one may not
@@ -299,6 +300,14 @@ export class MsgTransServer
   /** True while no instrumentation has set processing hooks, so requests can skip them. */
   private hooksUnset(): boolean {
     return this.onProcessingStartHook === this.defaultStartHook && !(this.onProcessingEndHook as unknown);
+  }
+
+  /**
+   * @internal session callback: a reply could not be sent as produced (a
+   * value or error the codec cannot encode); the peer got an ERROR instead.
+   */
+  onReplyFailure(session: MsgTransSession, message: IncomingMessage, error: Error): void {
+    this.logger.error(`Reply to "${message.route}" (session ${session.id}) could not be sent as produced: ${error.message}`);
   }
 
   /** @internal session callback */
