@@ -363,16 +363,13 @@ export class MsgTransServer
    */
   private replyFailure(session: MsgTransSession, message: IncomingMessage, err: unknown): void {
     if (session.closed) return;
-    // the filter's Observable errors synchronously
-    EXCEPTION_FILTER.catch(err, undefined as never).subscribe({
-      error: (filtered: unknown) => {
-        try {
-          session.replyError(message, filtered);
-        } catch (unsendable) {
-          this.logger.error(unsendable);
-        }
-      },
-    });
+    // never throws: it runs in promise callbacks, where a throw would be an unhandled rejection
+    try {
+      // the filter's Observable errors synchronously
+      EXCEPTION_FILTER.catch(err, undefined as never).subscribe({ error: (filtered: unknown) => session.replyError(message, filtered) });
+    } catch (unsendable) {
+      this.logger.error(unsendable);
+    }
   }
 
   private accept(connection: MsgTransConnection): void {

@@ -275,6 +275,23 @@ for (const protocol of PROTOCOL_CASES) {
   });
 }
 
+test('an error thrown by a processing hook reaches the caller as Nest\'s "Internal server error", logged once', async () => {
+  const running = await start({ listen: 'tcp://127.0.0.1:0' });
+  running.server.setOnProcessingStartHook((_transport, context, done) => {
+    if ((context as MsgTransContext).getPattern() === 'session') throw new Error('tracer exploded: token=abc123');
+    void done();
+  });
+  const client = newClient({ url: running.url, reconnect: false });
+  assert.deepEqual(await call(client, 'echo', 1), 1, 'the hook lets other requests through');
+  const logsBefore = running.logger.errors.length;
+  const error = await rejection(lastValueFrom(client.send('session', {})), 6000, 'hooked request');
+  assert.deepEqual(error, INTERNAL_ERROR, 'no internals leak to the peer');
+  await sleep(20);
+  const logged = running.logger.errors.slice(logsBefore);
+  assert.equal(logged.length, 1, `logged once: ${JSON.stringify(logged)}`);
+  assert.match(logged[0], /tracer exploded/);
+});
+
 // ---------------------------------------------------------------------------
 // what a peer that is not authenticated yet can make the server do
 // ---------------------------------------------------------------------------
