@@ -82,7 +82,7 @@ export interface MsgTransServerOptions extends MsgTransCommonOptions {
    * Messages a connection may send before `authenticate` accepts it. They
    * are held as received (neither decompressed nor decoded) and handled once
    * it is accepted; one more closes the connection (`ERR_MSGTRANS_PRE_AUTH_LIMIT`).
-   * Default 1024.
+   * The first message is always held. Default 1024.
    */
   maxPreAuthMessages?: number;
   /**

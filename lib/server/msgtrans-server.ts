@@ -112,14 +112,16 @@ export class MsgTransServer
     this.listeners = this.createListeners(options);
     this.maxConnections = positiveInteger('maxConnections', options.maxConnections, MSGTRANS_DEFAULTS.maxConnections);
     this.shutdownTimeout = positiveInteger('shutdownTimeout', options.shutdownTimeout, MSGTRANS_DEFAULTS.shutdownTimeout);
+    const authTimeout = positiveInteger('authTimeout', options.authTimeout, MSGTRANS_DEFAULTS.authTimeout);
+    const preAuthLimits = {
+      maxMessages: positiveInteger('maxPreAuthMessages', options.maxPreAuthMessages, MSGTRANS_DEFAULTS.maxPreAuthMessages),
+      maxBytes: positiveInteger('maxPreAuthBytes', options.maxPreAuthBytes, MSGTRANS_DEFAULTS.maxPreAuthBytes),
+    };
     this.authenticator = options.authenticate
       ? new SessionAuthenticator(
           options.authenticate,
-          positiveInteger('authTimeout', options.authTimeout, MSGTRANS_DEFAULTS.authTimeout),
-          {
-            maxMessages: positiveInteger('maxPreAuthMessages', options.maxPreAuthMessages, MSGTRANS_DEFAULTS.maxPreAuthMessages),
-            maxBytes: positiveInteger('maxPreAuthBytes', options.maxPreAuthBytes, MSGTRANS_DEFAULTS.maxPreAuthBytes),
-          },
+          authTimeout,
+          preAuthLimits,
           (session, queued) => this.admit(session, queued),
           (session, reason) => this.countViolation(session, new MsgTransConnectionError(MsgTransErrorCode.AUTH_FAILED, reason)),
         )

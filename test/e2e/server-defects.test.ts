@@ -422,6 +422,17 @@ for (const protocol of PROTOCOL_CASES) {
   });
 }
 
+test('maxPreAuthMessages and maxPreAuthBytes are checked like every option', () => {
+  for (const bad of [{ maxPreAuthBytes: -1 }, { maxPreAuthBytes: 1.5 }, { maxPreAuthMessages: -1 }, { maxPreAuthMessages: NaN }]) {
+    assert.throws(
+      () => new MsgTransServer({ listen: 'tcp://127.0.0.1:0', ...bad }),
+      (err: unknown) => err instanceof MsgTransError && err.code === MsgTransErrorCode.INVALID_OPTION,
+      JSON.stringify(bad),
+    );
+  }
+  assert.ok(new MsgTransServer({ listen: 'tcp://127.0.0.1:0', maxPreAuthBytes: 4096, maxPreAuthMessages: 8 }));
+});
+
 // ---------------------------------------------------------------------------
 // the handler-lookup cache against invented routes
 // ---------------------------------------------------------------------------
