@@ -3,7 +3,7 @@ import { isObservable } from 'rxjs';
 import type { MessageHandler } from '@nestjs/microservices';
 import { BaseRpcExceptionFilter, Server, type CustomTransportStrategy } from '@nestjs/microservices';
 import { MSGTRANS_DEFAULTS, MSGTRANS_TRANSPORT, NO_MESSAGE_HANDLER } from '../constants.js';
-import { PacketType, type MsgTransPacket } from '../codec/packet.js';
+import type { MsgTransPacket } from '../codec/packet.js';
 import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
 import type { MsgTransError } from '../errors/msgtrans-error.js';
 import { MsgTransLimitError } from '../errors/msgtrans-limit-error.js';
