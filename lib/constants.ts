@@ -20,6 +20,10 @@ export const MSGTRANS_DEFAULTS = {
   shutdownTimeout: 5_000,
   /** Server with `authenticate`: ms to wait for a client's credentials before deciding without them. */
   authTimeout: 5_000,
+  /** Server with `authenticate`: messages a connection may send before it is accepted (held undecoded). */
+  maxPreAuthMessages: 1024,
+  /** Server with `authenticate`: bytes of those messages, as sent (compressed), the first message aside. */
+  maxPreAuthBytes: 1024 * 1024,
   /** Client: ms a request waits for its reply, or for the next value of a stream. 0 disables. */
   requestTimeout: 30_000,
   /** Client: ms to establish a connection. */

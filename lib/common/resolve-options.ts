@@ -48,6 +48,8 @@ const KNOWN_KEYS = {
     'shutdownTimeout',
     'authenticate',
     'authTimeout',
+    'maxPreAuthMessages',
+    'maxPreAuthBytes',
     'requestTimeout',
   ]),
   client: new Set([

@@ -45,6 +45,10 @@ export const MsgTransErrorCode = {
   SHUTTING_DOWN: 'ERR_MSGTRANS_SHUTTING_DOWN',
   /** The server's `authenticate` hook refused the connection. */
   AUTH_FAILED: 'ERR_MSGTRANS_AUTH_FAILED',
+  /** A peer that is not authenticated yet sent more than `maxPreAuthMessages` / `maxPreAuthBytes`. */
+  PRE_AUTH_LIMIT: 'ERR_MSGTRANS_PRE_AUTH_LIMIT',
+  /** Server push to a session id that is not open. */
+  UNKNOWN_SESSION: 'ERR_MSGTRANS_UNKNOWN_SESSION',
   /** Metadata that cannot travel in the extension header (bad key, `route`). */
   INVALID_METADATA: 'ERR_MSGTRANS_INVALID_METADATA',
   /** The connection closed while a request was waiting for its reply. */

@@ -86,6 +86,20 @@ export interface MsgTransServerOptions extends MsgTransCommonOptions {
   authenticate?: MsgTransAuthenticate;
   /** ms to wait for a client's credentials before calling `authenticate` without them. Default 5000. */
   authTimeout?: number;
+  /**
+   * Messages a connection may send before `authenticate` accepts it. They
+   * are held as received (neither decompressed nor decoded) and handled once
+   * it is accepted; one more closes the connection (`ERR_MSGTRANS_PRE_AUTH_LIMIT`).
+   * The first message is always held. Default 1024.
+   */
+  maxPreAuthMessages?: number;
+  /**
+   * Bytes (as sent, compressed or not) of the messages held before
+   * `authenticate` accepts a connection; past this it is closed
+   * (`ERR_MSGTRANS_PRE_AUTH_LIMIT`). The first message is always held,
+   * whatever its size up to `maxPacketSize`. Default 1 MiB.
+   */
+  maxPreAuthBytes?: number;
   /** ms a request pushed to a client (`sessions.sendTo`) waits for its reply. 0 disables. Default 30000. */
   requestTimeout?: number;
 }
