@@ -11,6 +11,7 @@ import {
 } from './web-client-options.js';
 import {
   WebConnection,
+  webTarget,
   type MsgTransWebMessageInfo,
   type WebConnectionOwner,
   type WebIncoming,
@@ -47,7 +48,7 @@ interface Waiter {
 // the reserved route of the credentials request (docs/PROTOCOL.md, Authentication);
 // the server's AUTH_ROUTE, spelt out so the bundle needs nothing from lib/server (a test checks they agree)
 export const WEB_AUTH_ROUTE = 'msgtrans.auth';
-const AUTH_WIRE = { bizType: 0, route: WEB_AUTH_ROUTE };
+const AUTH_TARGET = webTarget(0, WEB_AUTH_ROUTE, undefined);
 
 type Timer = ReturnType<typeof setTimeout>;
 type EventTarget = { addEventListener?(type: string, listener: () => void): void; removeEventListener?(type: string, listener: () => void): void };
@@ -264,7 +265,7 @@ export class MsgTransWebClient implements WebConnectionOwner {
   private call(pattern: unknown, data: unknown, options: MsgTransWebCallOptions | undefined, oneWay: boolean, sink: WebReplySink): () => void {
     const wire = toWebWireRoute(pattern);
     const base = this.options.metadata;
-    const metadata = options?.metadata ? { ...base, ...options.metadata } : base;
+    const target = webTarget(wire.bizType, wire.route, options?.metadata ? { ...base, ...options.metadata } : base);
     const timeout = options?.timeout ?? this.options.requestTimeout;
     if (!Number.isInteger(timeout) || timeout < 0) throw invalidOption(`timeout must be an integer >= 0, got ${String(timeout)}`);
     let connection: WebConnection | null = null;
@@ -301,12 +302,12 @@ export class MsgTransWebClient implements WebConnectionOwner {
       connection = live;
       try {
         if (oneWay) {
-          live.emit(wire, metadata, data);
+          live.emit(target, data);
           finish();
           sink.complete();
           return;
         }
-        id = live.request(wire, metadata, data, {
+        id = live.request(target, data, {
           next: (value) => {
             if (finished) return;
             arm();
@@ -437,7 +438,7 @@ export class MsgTransWebClient implements WebConnectionOwner {
       socket.onopen = () => {
         connection = new WebConnection(socket, this.options, this);
         if (credentials === undefined) return settle(undefined);
-        connection.request(AUTH_WIRE, undefined, credentials, {
+        connection.request(AUTH_TARGET, credentials, {
           next: () => settle(undefined),
           complete: noop,
           error: (err) =>

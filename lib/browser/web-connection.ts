@@ -5,7 +5,6 @@ import { MsgTransWebError } from './msgtrans-web-error.js';
 import type { ResolvedWebClientOptions, WebSocketLike } from './web-client-options.js';
 import { deflate, inflate } from './web-compression.js';
 import { EMPTY_BYTES, decodeExtHeader, decodeUtf8, encodeExtHeader, encodeUtf8, encodeWebPacket, decodeWebPacket, type WebPacket } from './web-packet.js';
-import type { WebWireRoute } from './web-route.js';
 
 /** What arrived with a pushed event or a server request, besides its data. */
 export interface MsgTransWebMessageInfo {
@@ -20,6 +19,22 @@ export interface MsgTransWebMessageInfo {
 /** An event or a request from the server. */
 export interface WebIncoming extends MsgTransWebMessageInfo {
   data: unknown;
+}
+
+/** Where a packet goes: its biz_type and its encoded extension header (route and metadata). */
+export interface WebTarget {
+  bizType: number;
+  extHeader: Uint8Array;
+  /** HAS_ROUTE_TAG when the extension header holds a route, else 0. */
+  flags: number;
+}
+
+/**
+ * Encodes a call's route and metadata once, before it waits for a
+ * connection, so bad metadata fails the call at once.
+ */
+export function webTarget(bizType: number, route: string | undefined, metadata: Record<string, string> | undefined): WebTarget {
+  return { bizType, extHeader: encodeExtHeader(route, metadata), flags: route === undefined ? 0 : PacketFlag.HAS_ROUTE_TAG };
 }
 
 /** Where the replies to one request go. */
@@ -83,18 +98,18 @@ export class WebConnection {
   }
 
   /** Sends a request; returns its message id, for {@link cancel}. Throws if the data cannot be encoded. */
-  request(wire: WebWireRoute, metadata: Record<string, string> | undefined, data: unknown, sink: WebReplySink): number {
+  request(target: WebTarget, data: unknown, sink: WebReplySink): number {
     let id = this.takeId();
     // after a wrap, skip ids a long-lived request still holds
     while (this.pending.has(id)) id = this.takeId();
-    this.send(PacketType.REQUEST, wire, id, metadata, data, 0);
+    this.send(PacketType.REQUEST, target, id, data, 0);
     this.pending.set(id, sink);
     return id;
   }
 
   /** Sends a one-way packet. */
-  emit(wire: WebWireRoute, metadata: Record<string, string> | undefined, data: unknown): void {
-    this.send(PacketType.ONE_WAY, wire, this.takeId(), metadata, data, 0);
+  emit(target: WebTarget, data: unknown): void {
+    this.send(PacketType.ONE_WAY, target, this.takeId(), data, 0);
   }
 
   /** Drops interest in request `id`'s reply and tells the server to stop producing it. */
@@ -155,9 +170,8 @@ export class WebConnection {
 
   private respond(request: WebIncoming, flags: number, data: unknown): void {
     if (this.isClosed) return;
-    const wire = { bizType: request.bizType, route: undefined };
     try {
-      this.send(PacketType.RESPONSE, wire, request.messageId, undefined, data, flags);
+      this.send(PacketType.RESPONSE, { bizType: request.bizType, extHeader: EMPTY_BYTES, flags: 0 }, request.messageId, data, flags);
     } catch (err) {
       if (flags & PacketFlag.ERROR) throw err;
       // a value JSON cannot encode (a BigInt, a cycle): the server gets an error, not silence
@@ -167,14 +181,12 @@ export class WebConnection {
 
   private send(
     packetType: number,
-    wire: WebWireRoute,
+    target: WebTarget,
     messageId: number,
-    metadata: Record<string, string> | undefined,
     data: unknown,
     flags: number,
   ): void {
-    const extHeader = encodeExtHeader(wire.route, metadata);
-    if (wire.route !== undefined) flags |= PacketFlag.HAS_ROUTE_TAG;
+    flags |= target.flags;
     let payload: Uint8Array;
     if (data instanceof Uint8Array) payload = data;
     else if (data instanceof ArrayBuffer) payload = new Uint8Array(data);
@@ -182,7 +194,7 @@ export class WebConnection {
       flags |= PacketFlag.CODEC;
       payload = data === undefined ? EMPTY_BYTES : encodeUtf8(JSON.stringify(data) ?? '');
     }
-    this.write(packetType, wire.bizType, messageId, flags, extHeader, payload);
+    this.write(packetType, target.bizType, messageId, flags, target.extHeader, payload);
   }
 
   private write(packetType: number, bizType: number, messageId: number, flags: number, extHeader: Uint8Array, payload: Uint8Array): void {
@@ -310,7 +322,12 @@ export class WebConnection {
     this.isClosed = true;
     const failure =
       pendingError ??
-      new MsgTransWebError(MsgTransErrorCode.CONNECTION_CLOSED, `Connection closed before the reply arrived${error ? `: ${error.message}` : ''}`);
+      new MsgTransWebError(
+        MsgTransErrorCode.CONNECTION_CLOSED,
+        `Connection closed before the reply arrived${error ? `: ${error.message}` : ''}`,
+        undefined,
+        error,
+      );
     const sinks = [...this.pending.values()];
     this.pending.clear();
     for (const sink of sinks) sink.error(failure);
