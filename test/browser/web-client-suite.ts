@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { lastValueFrom, toArray } from 'rxjs';
+import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 import { MsgTransErrorCode, NO_MESSAGE_HANDLER } from '../../lib/index.js';
 import type * as WebModule from '../../lib/browser/index.js';
 import { rejection, within } from '../support/async.js';
@@ -278,8 +278,28 @@ export function defineWebClientSuite(name: string, scheme: 'ws' | 'wss', env: ()
           throw new Error('not today');
         });
         client.answer(99, (data) => data);
+        state.endless = { produced: 0, stopped: false };
+        client.answer('client.endless', async function* () {
+          try {
+            for (let i = 0; i < 100_000; i++) {
+              state.endless.produced++;
+              yield i;
+              await new Promise((resolve) => setTimeout(resolve, 5));
+            }
+          } finally {
+            state.endless.stopped = true;
+          }
+        });
         return client.request<{ sessionId: string }>('web.whoami');
       }, served.url);
+      // the server takes one value and unsubscribes: its CANCEL stops the browser's generator
+      assert.equal(await firstValueFrom(served.sessions.sendTo(sessionId, 'client.endless', null)), 0);
+      const endless = await run(async (web, state) => {
+        await web.until(() => state.endless.stopped);
+        return state.endless;
+      }, null);
+      assert.equal(endless.stopped, true);
+      assert.ok(endless.produced < 1000, `produced ${endless.produced} values after the CANCEL`);
       const ask = (pattern: unknown, data: unknown) => lastValueFrom(served.sessions.sendTo(sessionId, pattern, data).pipe(toArray()));
       assert.deepEqual(await ask('client.status', { q: 1 }), [{ ok: true, echo: { q: 1 } }]);
       assert.deepEqual(await ask('client.count', 3), [1, 2, 3]);
