@@ -14,7 +14,8 @@ export interface WebSocketLike {
   onmessage: ((event: any) => void) | null;
   onclose: ((event: any) => void) | null;
   onerror: ((event: any) => void) | null;
-  send(data: Uint8Array): void;
+  // any: the DOM's send() takes ArrayBuffer-backed views only, typed differently across TypeScript versions
+  send(data: any): void;
   close(code?: number, reason?: string): void;
 }
 

@@ -4,7 +4,7 @@
  * so both codecs read one definition of the wire; the checks mirror
  * `lib/codec/packet-decoder.ts` and `lib/codec/ext-header.ts` rule for rule.
  */
-import { HEADER_SIZE, MAX_EXT_HEADER_LEN, PROTOCOL_VERSION, PacketFlag, type PacketLimits } from '../codec/packet.js';
+import { HEADER_SIZE, MAX_EXT_HEADER_LEN, PROTOCOL_VERSION, PacketFlag } from '../codec/packet.js';
 import { MsgTransErrorCode } from '../errors/error-codes.js';
 import { MsgTransWebError } from './msgtrans-web-error.js';
 
@@ -17,6 +17,12 @@ export interface WebPacket {
   flags: number;
   extHeader: Uint8Array;
   payload: Uint8Array;
+}
+
+/** Limits checked from the header before anything else (lib/codec's PacketLimits, without its Buffer-typed module). */
+export interface WebPacketLimits {
+  maxPacketSize: number;
+  maxExtHeaderSize: number;
 }
 
 /** What the extension header says: the route (if any) and every other entry as metadata. */
@@ -63,7 +69,7 @@ export function encodeWebPacket(packet: WebPacket): Uint8Array {
  * Everything the header makes unacceptable is rejected before any view is
  * taken: a bad packet closes the connection.
  */
-export function decodeWebPacket(bytes: Uint8Array, limits: PacketLimits): WebPacket {
+export function decodeWebPacket(bytes: Uint8Array, limits: WebPacketLimits): WebPacket {
   if (bytes.length < HEADER_SIZE) {
     throw protocolError(MsgTransErrorCode.BAD_LENGTH, `Packet of ${bytes.length} bytes is shorter than the header`);
   }

@@ -4,7 +4,11 @@
  * export map pointing at it and at its types.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -48,5 +52,51 @@ describe('browser bundle', () => {
     assert.deepEqual(Object.keys(exported).sort(), ['MsgTransErrorCode', 'MsgTransWebClient', 'MsgTransWebError']);
     // the package resolves its own subpath export to the same module
     assert.equal(await import('nestjs-msgtrans/browser' as string), exported);
+  });
+
+  test('its types check in a browser project: DOM lib, no Node types, skipLibCheck off', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'msgtrans-web-types-'));
+    try {
+      writeFileSync(
+        join(dir, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            strict: true,
+            target: 'es2022',
+            module: 'nodenext',
+            moduleResolution: 'nodenext',
+            lib: ['es2022', 'dom', 'dom.iterable'],
+            types: [],
+            noEmit: true,
+            skipLibCheck: false,
+          },
+          files: ['use.ts'],
+        }),
+      );
+      writeFileSync(
+        join(dir, 'use.ts'),
+        `import { MsgTransWebClient, MsgTransWebError, MsgTransErrorCode, type MsgTransWebStatus } from ${JSON.stringify(`${ROOT}dist/browser/msgtrans-web.js`)};
+const client = new MsgTransWebClient('wss://example.com/msgtrans', { WebSocket, reconnect: { initialDelay: 1 }, metadata: { a: 'b' } });
+const status: MsgTransWebStatus = client.status;
+export async function main(): Promise<unknown> {
+  const n: number = await client.request<number>('x', 1, { timeout: 5 });
+  for await (const v of client.stream<string>('s')) v.toUpperCase();
+  client.on<{ text: string }>('chat', (m, info) => m.text + info.route);
+  client.answer(7, async (d: unknown) => d);
+  try {
+    await client.emit(3, new Uint8Array(2));
+  } catch (e) {
+    if (e instanceof MsgTransWebError && e.code === MsgTransErrorCode.TIMEOUT) return e.payload;
+  }
+  return [n, status];
+}
+`,
+      );
+      const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+      const result = await promisify(execFile)(process.execPath, [tsc, '-p', dir], { timeout: 60_000 }).catch((err) => err);
+      assert.equal(result.code ?? 0, 0, `${result.stdout}${result.stderr}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

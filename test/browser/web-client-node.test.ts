@@ -50,7 +50,7 @@ function nodeEnvironment(WebSocket: WebModule.WebSocketConstructorLike): WebEnvi
   return { run: (step, arg) => step(lib, state, arg) };
 }
 
-const wsEnvironment = nodeEnvironment(WsWebSocket as unknown as WebModule.WebSocketConstructorLike);
+const wsEnvironment = nodeEnvironment(WsWebSocket);
 let wssEnvironment: WebEnvironment;
 
 describe('web client in Node (ws as WebSocket)', () => {
@@ -62,7 +62,7 @@ describe('web client in Node (ws as WebSocket)', () => {
         super(url, { ca });
       }
     }
-    wssEnvironment = nodeEnvironment(TrustingWebSocket as unknown as WebModule.WebSocketConstructorLike);
+    wssEnvironment = nodeEnvironment(TrustingWebSocket);
   });
 
   defineWebClientSuite('over ws://', 'ws', () => wsEnvironment);
@@ -114,7 +114,7 @@ function packet(fields: Partial<MsgTransPacket>): Buffer {
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 const newClient = (url: string, options: WebModule.MsgTransWebClientOptions = {}) =>
-  new MsgTransWebClient(url, { WebSocket: WsWebSocket as unknown as WebModule.WebSocketConstructorLike, ...options });
+  new MsgTransWebClient(url, { WebSocket: WsWebSocket, ...options });
 
 describe('web client wire format (against lib/codec)', () => {
   test('events, requests, raw data, metadata and CANCEL are byte for byte what the Node codec encodes', async () => {
