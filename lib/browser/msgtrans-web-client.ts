@@ -3,6 +3,7 @@ import { MsgTransErrorCode } from '../errors/error-codes.js';
 import { MsgTransWebError } from './msgtrans-web-error.js';
 import { ReplyStream } from './reply-stream.js';
 import {
+  MAX_TIMER_MS,
   invalidOption,
   resolveWebClientOptions,
   type MsgTransWebClientOptions,
@@ -267,7 +268,9 @@ export class MsgTransWebClient implements WebConnectionOwner {
     const base = this.options.metadata;
     const target = webTarget(wire.bizType, wire.route, options?.metadata ? { ...base, ...options.metadata } : base);
     const timeout = options?.timeout ?? this.options.requestTimeout;
-    if (!Number.isInteger(timeout) || timeout < 0) throw invalidOption(`timeout must be an integer >= 0, got ${String(timeout)}`);
+    if (!Number.isInteger(timeout) || timeout < 0 || timeout > MAX_TIMER_MS) {
+      throw invalidOption(`timeout must be an integer from 0 to ${MAX_TIMER_MS}, got ${String(timeout)}`);
+    }
     let connection: WebConnection | null = null;
     let id = 0;
     let finished = false;

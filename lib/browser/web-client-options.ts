@@ -96,6 +96,9 @@ const KNOWN = [
   'WebSocket',
 ];
 
+/** The longest delay setTimeout honours; longer ones fire at once. */
+export const MAX_TIMER_MS = 0x7fffffff;
+
 export function invalidOption(message: string): MsgTransWebError {
   return new MsgTransWebError(MsgTransErrorCode.INVALID_OPTION, message);
 }
@@ -160,8 +163,8 @@ export function resolveWebClientOptions(url: string | URL, options: MsgTransWebC
   }
   return {
     url: resolveUrl(url),
-    requestTimeout: integer('requestTimeout', options.requestTimeout, MSGTRANS_DEFAULTS.requestTimeout),
-    connectTimeout: integer('connectTimeout', options.connectTimeout, MSGTRANS_DEFAULTS.connectTimeout),
+    requestTimeout: integer('requestTimeout', options.requestTimeout, MSGTRANS_DEFAULTS.requestTimeout, MAX_TIMER_MS),
+    connectTimeout: integer('connectTimeout', options.connectTimeout, MSGTRANS_DEFAULTS.connectTimeout, MAX_TIMER_MS),
     credentials: options.credentials,
     metadata,
     reconnect: resolveReconnect(options.reconnect),

@@ -301,6 +301,7 @@ describe('web client options', () => {
     invalid(() => newClient('ws://127.0.0.1:1/', { reconnect: { tries: 3 } as any }));
     invalid(() => newClient('ws://127.0.0.1:1/', { whileDisconnected: 'queue' as any }));
     invalid(() => newClient('ws://127.0.0.1:1/', { maxExtHeaderSize: 70_000 }));
+    invalid(() => newClient('ws://127.0.0.1:1/', { requestTimeout: 2 ** 31 }));
     // Node 20 has no global WebSocket: the error says what to pass
     if (typeof (globalThis as { WebSocket?: unknown }).WebSocket !== 'function') invalid(() => new MsgTransWebClient('ws://127.0.0.1:1/'));
   });
@@ -308,6 +309,7 @@ describe('web client options', () => {
   test('a bad timeout or a missing pattern rejects the call', async () => {
     const client = newClient('ws://127.0.0.1:1/');
     assert.equal((await errorOf(client.request('x', 1, { timeout: -5 }))).code, MsgTransErrorCode.INVALID_OPTION);
+    assert.equal((await errorOf(client.request('x', 1, { timeout: 2 ** 31 }))).code, MsgTransErrorCode.INVALID_OPTION);
     assert.equal((await errorOf(client.request(undefined, 1))).code, MsgTransErrorCode.INVALID_OPTION);
     assert.equal((await errorOf(client.emit('x', 1, { metadata: { route: 'no' } }))).code, MsgTransErrorCode.INVALID_METADATA);
     await client.close();
