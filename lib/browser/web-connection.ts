@@ -131,19 +131,35 @@ export class WebConnection {
       // the answerer's cleanup may fail; the server asked for nothing more
       Promise.resolve(iterator.return?.()).catch(() => undefined);
     });
+    // As on the server: a value is held back until the next one (or the end) shows
+    // whether the reply is a single value, which travels as one plain response.
     const pump = async (): Promise<void> => {
+      let ended = false;
       try {
+        let held: { value: unknown } | undefined;
+        let streamed = false;
         for (;;) {
           const step = await iterator.next();
           if (stopped || this.isClosed) return;
-          if (step.done) break;
-          this.respond(request, PacketFlag.MORE, step.value);
+          if (step.done) {
+            ended = true;
+            break;
+          }
+          if (held) {
+            if (!this.respond(request, PacketFlag.MORE, held.value)) return;
+            streamed = true;
+          }
+          held = { value: step.value };
         }
-        this.respond(request, PacketFlag.END, EMPTY_BYTES);
+        if (held && !streamed) this.respond(request, 0, held.value);
+        else if (!held || this.respond(request, PacketFlag.MORE, held.value)) this.respond(request, PacketFlag.END, EMPTY_BYTES);
       } catch (err) {
+        ended = true;
         if (!stopped) this.replyError(request, err);
       } finally {
         this.answering.delete(request.messageId);
+        // left early (the connection closed, a value could not be encoded): let the answerer clean up
+        if (!ended && !stopped) Promise.resolve(iterator.return?.()).catch(() => undefined);
       }
     };
     void pump();
@@ -151,7 +167,12 @@ export class WebConnection {
 
   /** Ends a server request's reply with an error (`{ status, message }` for an Error, else the value). */
   replyError(request: WebIncoming, error: unknown): void {
-    this.respond(request, PacketFlag.ERROR, error instanceof Error ? { status: 'error', message: error.message } : error);
+    try {
+      this.respond(request, PacketFlag.ERROR, error instanceof Error ? { status: 'error', message: error.message } : error);
+    } catch (err) {
+      // what was thrown cannot be encoded either (a BigInt): say so rather than nothing
+      this.respond(request, PacketFlag.ERROR, { status: 'error', message: `Unencodable error: ${(err as Error).message}` });
+    }
   }
 
   /**
@@ -169,14 +190,17 @@ export class WebConnection {
     this.teardown(error, pendingError);
   }
 
-  private respond(request: WebIncoming, flags: number, data: unknown): void {
-    if (this.isClosed) return;
+  /** Sends one reply packet; false if it could not go out as asked (closed, or replaced by an error reply). */
+  private respond(request: WebIncoming, flags: number, data: unknown): boolean {
+    if (this.isClosed) return false;
     try {
       this.send(PacketType.RESPONSE, { bizType: request.bizType, extHeader: EMPTY_BYTES, flags: 0 }, request.messageId, data, flags);
+      return true;
     } catch (err) {
       if (flags & PacketFlag.ERROR) throw err;
       // a value JSON cannot encode (a BigInt, a cycle): the server gets an error, not silence
       this.respond(request, PacketFlag.ERROR, { status: 'error', message: (err as Error).message });
+      return false;
     }
   }
 

@@ -17,6 +17,7 @@ import {
   AUTH_ROUTE,
   Compression,
   MsgTransErrorCode,
+  NO_MESSAGE_HANDLER,
   PacketFlag,
   PacketType,
   decodePacket,
@@ -177,6 +178,67 @@ describe('web client wire format (against lib/codec)', () => {
       assert.equal(call.messageId, 2);
       // no data at all travels as an empty CODEC payload: undefined
       assert.equal(call.payload.length, 0);
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  });
+
+  test('answers are framed as the server frames replies: one value plain, streams MORE…END, errors ERROR', async () => {
+    let socket: WsSocket | undefined;
+    const server = await fakeServer((s) => (socket = s));
+    const client = newClient(server.url);
+    client.answer('one', async function* () {
+      yield 'only';
+    });
+    client.answer('many', async function* () {
+      yield 1;
+      yield 2;
+    });
+    client.answer('none', async function* () {});
+    client.answer('value', () => ({ plain: true }));
+    client.answer('bigint', async function* () {
+      yield 1;
+      yield 2n;
+      yield 3;
+    });
+    client.answer('throws', () => {
+      throw 10n;
+    });
+    client.answer('raw', () => new Uint8Array([5, 6]));
+    try {
+      await client.emit('hello');
+      await until(() => socket !== undefined && server.received.length === 1);
+      const patterns = ['one', 'many', 'none', 'value', 'bigint', 'throws', 'raw', 'missing'];
+      patterns.forEach((pattern, i) =>
+        socket!.send(packet({ packetType: PacketType.REQUEST, bizType: 9, messageId: 100 + i, flags: PacketFlag.HAS_ROUTE_TAG, extHeader: encodeExtHeader(pattern) })),
+      );
+      // one, many (3), none, value, bigint (2), throws, raw, missing
+      await until(() => server.received.length === 1 + 11);
+      const replies = server.received.slice(1).map((b) => decodePacket(b, LIMITS));
+      const seen = replies.map((p) => ({
+        id: p.messageId,
+        bizType: p.bizType,
+        flags: p.flags,
+        payload: p.flags & PacketFlag.CODEC && p.payload.length > 0 ? JSON.parse(p.payload.toString()) : [...p.payload],
+      }));
+      const { CODEC, MORE, END, ERROR } = PacketFlag;
+      const byId = (id: number) => seen.filter((r) => r.id === id).map(({ flags, payload, bizType }) => ({ flags, payload, bizType }));
+      assert.deepEqual(byId(100), [{ flags: CODEC, payload: 'only', bizType: 9 }]);
+      assert.deepEqual(byId(101), [
+        { flags: MORE | CODEC, payload: 1, bizType: 9 },
+        { flags: MORE | CODEC, payload: 2, bizType: 9 },
+        { flags: END, payload: [], bizType: 9 },
+      ]);
+      assert.deepEqual(byId(102), [{ flags: END, payload: [], bizType: 9 }]);
+      assert.deepEqual(byId(103), [{ flags: CODEC, payload: { plain: true }, bizType: 9 }]);
+      assert.equal(byId(104).length, 2);
+      assert.deepEqual(byId(104)[0], { flags: MORE | CODEC, payload: 1, bizType: 9 });
+      assert.equal(byId(104)[1].flags, ERROR | CODEC);
+      assert.equal(byId(105)[0].flags, ERROR | CODEC);
+      assert.match(byId(105)[0].payload.message, /Unencodable error/);
+      assert.deepEqual(byId(106), [{ flags: 0, payload: [5, 6], bizType: 9 }]);
+      assert.deepEqual(byId(107), [{ flags: ERROR | CODEC, payload: NO_MESSAGE_HANDLER, bizType: 9 }]);
     } finally {
       await client.close();
       await server.close();
