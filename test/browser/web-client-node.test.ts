@@ -28,6 +28,8 @@ import {
 } from '../../lib/index.js';
 import type * as WebModule from '../../lib/browser/index.js';
 import { WEB_AUTH_ROUTE } from '../../lib/browser/msgtrans-web-client.js';
+import { resolveWebClientOptions } from '../../lib/browser/web-client-options.js';
+import { WebConnection, webTarget } from '../../lib/browser/web-connection.js';
 import { dispatchRouteOf } from '../../lib/browser/web-route.js';
 import { testCertificates } from '../support/protocols.js';
 import { within } from '../support/async.js';
@@ -243,6 +245,22 @@ describe('web client wire format (against lib/codec)', () => {
       await client.close();
       await server.close();
     }
+  });
+
+  test('message ids wrap from 2^32-1 to 1, skipping 0 and ids still pending', () => {
+    const sent: Uint8Array[] = [];
+    const socket = { binaryType: 'arraybuffer', readyState: 1, onopen: null, onmessage: null, onclose: null, onerror: null, send: (d: Uint8Array) => sent.push(d), close: () => undefined };
+    const owner = { onEvent: () => undefined, onRequest: () => undefined, onClose: () => undefined };
+    const options = resolveWebClientOptions('ws://127.0.0.1:1/', { WebSocket: WsWebSocket });
+    const connection = new WebConnection(socket, options, owner);
+    const target = webTarget(0, 'r', undefined);
+    const sink = { next: () => undefined, complete: () => undefined, error: () => undefined };
+    assert.equal(connection.request(target, 1, sink), 1);
+    // jump to the end of the id space: the request holding id 1 must not be given it again
+    (connection as unknown as { nextId: number }).nextId = 0xffffffff;
+    connection.emit(target, 2);
+    assert.equal(connection.request(target, 3, sink), 2);
+    assert.deepEqual(sent.map((bytes) => decodePacket(Buffer.from(bytes), LIMITS).messageId), [1, 0xffffffff, 2]);
   });
 
   test('routes agree with the library: biz_type 0-255, strings, Nest-normalised objects', () => {
