@@ -251,6 +251,7 @@ export class MsgTransWebClient implements WebConnectionOwner {
     const policy = this.options.reconnect;
     if (!policy) {
       this.setStatus('disconnected');
+      this.failWaiters(new MsgTransWebError(MsgTransErrorCode.CONNECTION_CLOSED, `Connection to ${this.options.url} closed`));
       return;
     }
     // a connection that dropped soon after it was made continues the backoff instead of restarting it
@@ -398,6 +399,11 @@ export class MsgTransWebClient implements WebConnectionOwner {
       return;
     }
     this.connection = connection;
+    if (connection.closed) {
+      // it dropped between being accepted and being handed over
+      this.onClose(connection);
+      return;
+    }
     this.connectedAt = Date.now();
     this.setStatus('connected');
     const waiters = [...this.waiters];

@@ -211,6 +211,7 @@ export class WebConnection {
     data: unknown,
     flags: number,
   ): void {
+    if (this.isClosed) throw new MsgTransWebError(MsgTransErrorCode.CONNECTION_CLOSED, 'Connection is closed');
     flags |= target.flags;
     let payload: Uint8Array;
     if (data instanceof Uint8Array) payload = data;
