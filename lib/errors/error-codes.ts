@@ -63,6 +63,8 @@ export const MsgTransErrorCode = {
   NOT_CONNECTED: 'ERR_MSGTRANS_NOT_CONNECTED',
   /** No reply arrived within the request timeout. */
   TIMEOUT: 'ERR_MSGTRANS_TIMEOUT',
+  /** The other side's handler answered with an error reply (web client: its payload is on the error). */
+  REMOTE_ERROR: 'ERR_MSGTRANS_REMOTE_ERROR',
   /** An option is missing, malformed or unknown. */
   INVALID_OPTION: 'ERR_MSGTRANS_INVALID_OPTION',
   /** The URL names a protocol nobody registered. */
