@@ -120,6 +120,7 @@ for (const protocol of PROTOCOL_CASES) {
     });
 
     it('listen prints pushed events, one JSON line each, and exits 0 on SIGINT', async () => {
+      const sessionsBefore = running.server.sessions.size;
       const child = spawn(process.execPath, [CLI, 'listen', running.url, 'news', 'alerts', ...tlsFlags], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
@@ -129,8 +130,10 @@ for (const protocol of PROTOCOL_CASES) {
       child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
       const exited = new Promise<number | null>((resolveExit) => child.on('close', resolveExit));
       try {
+        // the server must hold the listener's session before it pushes (over QUIC it
+        // learns of the connection only from the client's first packet)
         await within(
-          waitFor(() => stderr.includes('listening on'), 20_000),
+          waitFor(() => stderr.includes('listening on') && running.server.sessions.size > sessionsBefore, 20_000),
           25_000,
           'listener connected',
         );
