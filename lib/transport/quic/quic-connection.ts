@@ -22,6 +22,8 @@ const MAX_READS_PER_FLUSH = 256;
 const MAX_DATAGRAMS_PER_FLUSH = 512;
 /** ms a graceful close waits for the peer to finish its side before closing anyway. */
 export const QUIC_CLOSE_LINGER = 5_000;
+/** ms at most that a closed connection keeps answering late packets with its close. */
+const QUIC_CLOSE_DRAIN = 1_000;
 /** ms a refused datagram (ECONNREFUSED) gives the peer to prove it is alive. */
 export const QUIC_REFUSED_PROBE = 250;
 
@@ -429,6 +431,14 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
     } catch {
       // already closing
     }
+    // quiche ends the closing period itself (3 PTO), except when it had to
+    // send the close in handshake packets only: bound it either way
+    if (this.guardTimer) clearTimeout(this.guardTimer);
+    this.guardTimer = setTimeout(() => {
+      this.guardTimer = null;
+      this.done();
+    }, QUIC_CLOSE_DRAIN);
+    this.guardTimer.unref();
     this.io.schedule(this);
   }
 

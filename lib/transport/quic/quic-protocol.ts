@@ -148,8 +148,10 @@ export class QuicProtocol implements MsgTransProtocol {
     const remote = { host: address, port: endpoint.port };
     const servername = tls.servername ?? endpoint.host;
     const conn = quiche.Connection.connect(
-      // SNI for names; the name itself is checked below, on the leaf BoringSSL validated
-      isIP(servername) ? null : servername,
+      // No server name for quiche: it would have BoringSSL match it too and
+      // fail with a bare "bad certificate". The name is checked below, on
+      // the leaf BoringSSL validated, with an error that says what differs.
+      null,
       randomBytes(quiche.MAX_CONN_ID_LEN),
       local,
       remote,

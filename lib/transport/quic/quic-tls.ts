@@ -47,7 +47,7 @@ const ALERT_TEXT: Record<number, string> = {
   48: 'certificate not trusted: it does not chain to the configured CA (unknown CA)',
   49: 'access denied',
   50: 'TLS decode error',
-  51: 'TLS decrypt error (signature check failed)',
+  51: 'TLS decrypt error (a signature did not verify: a CA of the same name but another key?)',
   70: 'TLS protocol version not supported',
   80: 'TLS internal error',
   109: 'TLS extension missing',
