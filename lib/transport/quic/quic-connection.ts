@@ -112,6 +112,8 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
   private timerAt = 0;
   private guardTimer: NodeJS.Timeout | null = null;
   private probing = false;
+  // report send errors of this flush (client: retransmissions and probes only)
+  private watchSends = false;
   private probeTimer: NodeJS.Timeout | null = null;
   private stopHeartbeat: (() => void) | null = null;
 
@@ -237,6 +239,7 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
       return;
     }
     this.probing = true;
+    this.watchSends = true;
     try {
       this.conn.sendAckEliciting();
     } catch {
@@ -252,6 +255,7 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
 
   private endProbe(): void {
     this.probing = false;
+    this.watchSends = false;
     if (this.probeTimer) clearTimeout(this.probeTimer);
     this.probeTimer = null;
   }
@@ -289,7 +293,7 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
         break;
       }
       if (sent === null) break;
-      this.io.commit(view, sent[0], this.sendPort, this.remoteAddress);
+      this.io.commit(view, sent[0], this.sendPort, this.remoteAddress, this.watchSends ? this.onSent : undefined);
       if (i === MAX_DATAGRAMS_PER_FLUSH - 1) this.io.schedule(this);
     }
     if (conn.isClosed()) {
@@ -488,7 +492,16 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
     this.timer = null;
     if (this.state === State.Done) return;
     this.conn.onTimeout();
+    // A retransmission after silence is where a dead server shows: on a
+    // connected socket the kernel may report its ICMP refusal on the next
+    // send (e.g. quiche's second probe) instead of the socket, so listen there.
+    this.watchSends = !this.params.isServer;
     this.flush();
+    this.watchSends = this.probing;
+  };
+
+  private readonly onSent = (error: Error | null): void => {
+    if ((error as NodeJS.ErrnoException | null)?.code === 'ECONNREFUSED') this.refused();
   };
 
   private done(): void {

@@ -61,11 +61,16 @@ export class QuicUdpSocket {
     return this.slab.subarray(this.slabOffset, this.slabOffset + this.maxDatagramSize);
   }
 
-  /** Sends `length` bytes of the last {@link datagramView}; no address on a connected socket. */
-  commit(view: Buffer, length: number, port?: number, host?: string): void {
+  /**
+   * Sends `length` bytes of the last {@link datagramView}; no address on a
+   * connected socket. `onSent` (for the rare sends whose error matters)
+   * learns of errors such as ECONNREFUSED that the kernel reports on a send
+   * rather than on a receive.
+   */
+  commit(view: Buffer, length: number, port?: number, host?: string, onSent?: (error: Error | null) => void): void {
     this.slabOffset += length;
     try {
-      if (port === undefined) this.socket.send(view, 0, length);
+      if (port === undefined) this.socket.send(view, 0, length, onSent);
       else this.socket.send(view, 0, length, port, host);
     } catch {
       // a closed socket: the connection notices through its own state
