@@ -108,6 +108,7 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
   private needDrain = false;
   private readPaused = false;
   private stallSince = 0;
+  private stallTimer: NodeJS.Timeout | null = null;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = 0;
   private guardTimer: NodeJS.Timeout | null = null;
@@ -392,13 +393,20 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
         break;
       }
     }
-    const now = this.backlogBytes > 0 || this.needDrain || this.readPaused ? Date.now() : 0;
     if (this.backlogBytes === 0 || progress) {
-      this.stallSince = this.backlogBytes === 0 ? 0 : now;
-    } else if (this.stallSince === 0) {
-      this.stallSince = now;
-    } else if (this.limits.sendStallTimeout > 0 && now - this.stallSince >= this.limits.sendStallTimeout) {
-      throw sendBufferFull(this.backlogBytes, this.limits.maxSendBufferSize);
+      this.stallSince = this.backlogBytes === 0 ? 0 : Date.now();
+    } else if (this.limits.sendStallTimeout > 0) {
+      const now = Date.now();
+      if (this.stallSince === 0) this.stallSince = now;
+      if (now - this.stallSince >= this.limits.sendStallTimeout) throw sendBufferFull(this.backlogBytes, this.limits.maxSendBufferSize);
+      // a peer that grants no credit sends nothing either: look again when the time is up
+      if (this.stallTimer === null) {
+        this.stallTimer = setTimeout(() => {
+          this.stallTimer = null;
+          this.io.schedule(this);
+        }, this.stallSince + this.limits.sendStallTimeout - now + 1);
+        this.stallTimer.unref();
+      }
     }
     const buffered = this.bufferedAmount;
     if (buffered <= this.limits.maxSendBufferSize / 2) {
@@ -511,7 +519,8 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
     this.isClosed = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.guardTimer) clearTimeout(this.guardTimer);
-    this.timer = this.guardTimer = null;
+    if (this.stallTimer) clearTimeout(this.stallTimer);
+    this.timer = this.guardTimer = this.stallTimer = null;
     this.endProbe();
     this.stopHeartbeat?.();
     this.stopHeartbeat = null;
