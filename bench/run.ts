@@ -12,7 +12,7 @@
  *   --quick                 fewer, shorter runs; fewer idle connections
  *   --reps=N                runs per cell (default 5, idle cells 3; quick 1)
  *   --only=a,b              variants (nest-tcp, mt-tcp, mt-ws, mt-quic, raw)
- *   --measures=a,b          any of rr, events, big, idle (default: all)
+ *   --measures=a,b          any of rr, events, big, idle, loss (default: all; loss: bench/quic-loss.ts)
  *   --skip-idle             no idle-connection measurement
  *   --no-write              do not write bench/RESULTS.md
  *   --profile=VARIANT       instead of the suite: run one variant's server (or, with
@@ -38,6 +38,7 @@ import {
   type Variant,
 } from './common.js';
 import { summarizeProfile } from './profile-summary.js';
+import { runLossBench } from './quic-loss.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 // dist/bench → the source folder bench/ (for RESULTS.md)
@@ -68,7 +69,7 @@ const REPS = Number(option('reps') ?? (QUICK ? 1 : 5));
 const IDLE_REPS = Number(option('reps') ?? (QUICK ? 1 : 3));
 const ONLY = option('only');
 const SELECTED: Variant[] = ONLY ? ONLY.split(',').filter(isVariant) : [...VARIANTS];
-const MEASURES = new Set((option('measures') || 'rr,events,big,idle').split(','));
+const MEASURES = new Set((option('measures') || 'rr,events,big,idle,loss').split(','));
 if (option('skip-idle') !== undefined) MEASURES.delete('idle');
 const WRITE_RESULTS = !QUICK && option('no-write') === undefined && !ONLY && option('measures') === undefined && MEASURES.has('idle');
 
@@ -688,6 +689,7 @@ async function main(): Promise<void> {
   log(`${QUICK ? 'quick' : 'full'} run: ${SELECTED.map((v) => VARIANT_LABEL[v]).join(', ')}; ${REPS} run(s) per cell (idle: ${IDLE_REPS})`);
   if (['rr', 'events', 'big'].some((m) => MEASURES.has(m))) await runThroughput(certs);
   if (MEASURES.has('idle')) await runIdle(certs);
+  const lossSection = MEASURES.has('loss') && !ONLY ? await runLossBench({ quick: QUICK, certs, log }) : [];
   const elapsed = (Date.now() - started) / 1000;
 
   const method = [
@@ -728,6 +730,7 @@ async function main(): Promise<void> {
       ...targets(),
       '```',
       '',
+      ...lossSection,
     ].join('\n');
     writeFileSync(file, md);
     log(`wrote ${file}`);
