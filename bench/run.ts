@@ -86,7 +86,7 @@ const CONFIG = QUICK
       bigWarmupMs: 100,
       bigDurationMs: 300,
       idle: 2_000,
-      idleQuic: 50,
+      idleQuic: 500,
       watchdogMs: 110_000,
     }
   : {
@@ -101,7 +101,7 @@ const CONFIG = QUICK
       bigWarmupMs: 500,
       bigDurationMs: 2_000,
       idle: 10_000,
-      idleQuic: 500,
+      idleQuic: 5_000,
       watchdogMs: 15 * 60_000,
     };
 const INFLIGHTS = [1, 100, 1000];
@@ -694,7 +694,7 @@ async function main(): Promise<void> {
 
   const method = [
     `Server and client are separate processes on 127.0.0.1; one client connection per variant; payloads are a 64-character string (1 MiB rows: a 1 MiB string, JSON on every Nest variant, and a 1 MiB Buffer, raw bytes on msgtrans but a JSON array of numbers on Nest TCP), echoed by a Nest @MessagePattern('echo') handler (raw: echoed by node:net, no Nest). Before measuring, every pair runs a warm-up of each measure.`,
-    `req/resp: fixed-duration closed loop (${CONFIG.rrWarmupMs} ms warm-up, ${CONFIG.rrDurationMs} ms measured) keeping N requests outstanding. events: ${fmtInt(CONFIG.events)} emits, then count.get polled until all arrived. 1 MiB: closed loop at ${CONFIG.bigInflight} in flight; MB/s = echoed payload bytes per second, one way (10^6 bytes). idle: server RSS/heap after GC, before and after ${fmtInt(CONFIG.idle)} idle connections (QUIC: ${fmtInt(CONFIG.idleQuic)}, a QUIC client is heavy), divided by the connections the server held.`,
+    `req/resp: fixed-duration closed loop (${CONFIG.rrWarmupMs} ms warm-up, ${CONFIG.rrDurationMs} ms measured) keeping N requests outstanding. events: ${fmtInt(CONFIG.events)} emits, then count.get polled until all arrived. 1 MiB: closed loop at ${CONFIG.bigInflight} in flight; MB/s = echoed payload bytes per second, one way (10^6 bytes). idle: server RSS/heap after GC, before and after ${fmtInt(CONFIG.idle)} idle connections (QUIC: ${fmtInt(CONFIG.idleQuic)}: each QUIC client has its own UDP socket and handshake), divided by the connections the server held.`,
     `Variants interleaved (A B C … then B C … A …, rotated each run), after waiting for the benchmark processes to go idle; each value is the median of ${REPS} run(s) (idle: ${IDLE_REPS}); ratios are to Nest TCP and to raw node:net from the same run (for latency and memory, lower is better).`,
   ];
   const report = [table(), '', 'targets:', ...targets()].join('\n');
