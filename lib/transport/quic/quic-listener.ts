@@ -48,7 +48,8 @@ export class QuicListener implements MsgTransListener, QuicConnectionOwner {
   private io: QuicUdpSocket | null = null;
   private config: QuicheConfig | null = null;
   private readonly connections = new Map<string, QuicConnection>();
-  private readonly ids = new Map<QuicConnection, string>();
+  // every id a connection is found by: its own, and without Retry the client's original one
+  private readonly ids = new Map<QuicConnection, string[]>();
   private onConnection: (connection: MsgTransConnection) => void = () => undefined;
   private localHost = '';
   private localPort = 0;
@@ -118,10 +119,10 @@ export class QuicListener implements MsgTransListener, QuicConnectionOwner {
   }
 
   done(connection: QuicConnection): void {
-    const id = this.ids.get(connection);
-    if (id === undefined) return;
+    const ids = this.ids.get(connection);
+    if (ids === undefined) return;
     this.ids.delete(connection);
-    this.connections.delete(id);
+    for (const id of ids) this.connections.delete(id);
   }
 
   private readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
@@ -159,7 +160,7 @@ export class QuicListener implements MsgTransListener, QuicConnectionOwner {
     }
     // only a client Initial (padded to 1200 bytes) may create state
     if (header.ty !== quiche.Type.Initial || msg.length < 1200) return;
-    if (this.connections.size >= this.settings.maxConnections) return;
+    if (this.ids.size >= this.settings.maxConnections) return;
     let scid: Buffer;
     let odcid: Buffer | undefined;
     if (this.settings.retry) {
@@ -200,9 +201,11 @@ export class QuicListener implements MsgTransListener, QuicConnectionOwner {
       caConfigured: this.tls.ca !== undefined,
       owner: this,
     });
-    const id = scid.toString('latin1');
-    this.connections.set(id, connection);
-    this.ids.set(connection, id);
+    const ids = [scid.toString('latin1')];
+    // without Retry the client repeats its Initial to the id it chose until it hears from us
+    if (odcid === undefined) ids.push(Buffer.from(header.dcid).toString('latin1'));
+    for (const id of ids) this.connections.set(id, connection);
+    this.ids.set(connection, ids);
     connection.receive(msg);
   }
 
