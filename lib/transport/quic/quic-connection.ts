@@ -24,6 +24,8 @@ const MAX_DATAGRAMS_PER_FLUSH = 512;
 export const QUIC_CLOSE_LINGER = 5_000;
 /** ms at most that a closed connection keeps answering late packets with its close. */
 const QUIC_CLOSE_DRAIN = 1_000;
+/** ms of silence after a client sent something before it probes whether the server is still there. */
+export const QUIC_SILENCE_PROBE = 300;
 /** ms a refused datagram (ECONNREFUSED) gives the peer to prove it is alive. */
 export const QUIC_REFUSED_PROBE = 250;
 
@@ -113,6 +115,10 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
   private timerAt = 0;
   private guardTimer: NodeJS.Timeout | null = null;
   private probing = false;
+  // client: when it last sent something the server has not answered yet (0: nothing waits)
+  private awaitingSince = 0;
+  private silenceTimer: NodeJS.Timeout | null = null;
+  private silenceWait = 0;
   // report send errors of this flush (client: retransmissions and probes only)
   private watchSends = false;
   private probeTimer: NodeJS.Timeout | null = null;
@@ -215,6 +221,7 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
     if (this.state === State.Done) return;
     try {
       this.conn.recv(datagram, this.recvInfo);
+      this.awaitingSince = 0;
       if (this.probing) this.endProbe();
     } catch {
       // undecryptable or invalid: quiche dropped it, or closed the connection (seen in flush)
@@ -241,6 +248,7 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
     }
     this.probing = true;
     this.watchSends = true;
+    this.io.probe(this.onSent);
     try {
       this.conn.sendAckEliciting();
     } catch {
@@ -268,8 +276,38 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
     } catch {
       return;
     }
+    this.expectAnswer();
     this.io.schedule(this);
   }
+
+  /**
+   * Client: something was sent that the server acknowledges within a round
+   * trip and its ACK delay. Should the server stay silent, a probe datagram
+   * goes out after {@link QUIC_SILENCE_PROBE} ms and then at growing
+   * intervals (up to 2 s) while the silence lasts, so that a server killed
+   * while quiche backs off its retransmissions (seconds apart) shows up as a
+   * refusal at once.
+   */
+  private expectAnswer(): void {
+    if (this.params.isServer) return;
+    if (this.awaitingSince === 0) this.awaitingSince = Date.now();
+    if (this.silenceTimer !== null) return;
+    this.silenceWait = QUIC_SILENCE_PROBE;
+    this.silenceTimer = setTimeout(this.onSilence, QUIC_SILENCE_PROBE);
+    this.silenceTimer.unref();
+  }
+
+  private readonly onSilence = (): void => {
+    this.silenceTimer = null;
+    if (this.state === State.Done || this.awaitingSince === 0) return;
+    const silent = Date.now() - this.awaitingSince;
+    if (silent >= QUIC_SILENCE_PROBE) {
+      this.io.probe(this.onSent);
+      this.silenceWait = Math.min(this.silenceWait * 2, 2_000);
+    }
+    this.silenceTimer = setTimeout(this.onSilence, silent >= QUIC_SILENCE_PROBE ? this.silenceWait : QUIC_SILENCE_PROBE - silent);
+    this.silenceTimer.unref();
+  };
 
   flush(): void {
     if (this.state === State.Done) return;
@@ -382,6 +420,7 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
         throw new QuicConnectionError(MsgTransErrorCode.CONNECTION_CLOSED, `The peer stopped reading the msgtrans stream (${(err as Error).message})`);
       }
       if (written === null || written === 0) break;
+      if (!progress) this.expectAnswer();
       progress = true;
       this.streamStarted = true;
       this.backlogBytes -= written;
@@ -520,7 +559,8 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
     if (this.timer) clearTimeout(this.timer);
     if (this.guardTimer) clearTimeout(this.guardTimer);
     if (this.stallTimer) clearTimeout(this.stallTimer);
-    this.timer = this.guardTimer = this.stallTimer = null;
+    if (this.silenceTimer) clearTimeout(this.silenceTimer);
+    this.timer = this.guardTimer = this.stallTimer = this.silenceTimer = null;
     this.endProbe();
     this.stopHeartbeat?.();
     this.stopHeartbeat = null;

@@ -7,6 +7,7 @@ export interface QuicFlushable {
   flush(): void;
 }
 
+const PROBE_DATAGRAM = Buffer.from([0]);
 // Room for this many full datagrams before a send pass wraps around.
 const SLAB_DATAGRAMS = 64;
 // UDP socket buffers: the kernel default (~208 KiB) overflows on one 1 MiB burst.
@@ -74,6 +75,19 @@ export class QuicUdpSocket {
       else this.socket.send(view, 0, length, port, host);
     } catch {
       // a closed socket: the connection notices through its own state
+    }
+  }
+
+  /**
+   * Sends one byte, which no QUIC endpoint takes for a packet (too short)
+   * and a closed port answers with an ICMP refusal: a liveness probe that
+   * congestion control cannot hold back. Connected (client) sockets only.
+   */
+  probe(onSent: (error: Error | null) => void): void {
+    try {
+      this.socket.send(PROBE_DATAGRAM, onSent);
+    } catch {
+      // closed
     }
   }
 
