@@ -20,6 +20,8 @@ const EMPTY = new Uint8Array(0);
 // Bounds of one flush, so one busy connection cannot hold the event loop.
 const MAX_READS_PER_FLUSH = 256;
 const MAX_DATAGRAMS_PER_FLUSH = 512;
+// Requests and replies wait a turn for their answers to carry the ACK; bulk data does not.
+const HOLD_BACK_MAX_BYTES = 64 * 1024;
 /** ms a graceful close waits for the peer to finish its side before closing anyway. */
 export const QUIC_CLOSE_LINGER = 5_000;
 /** ms at most that a closed connection keeps answering late packets with its close. */
@@ -115,6 +117,9 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
   private timerAt = 0;
   private guardTimer: NodeJS.Timeout | null = null;
   private probing = false;
+  // the last flush delivered packets and sent nothing, waiting for their replies
+  private heldBack = false;
+  private readBytes = 0;
   // client: when it last sent something the server has not answered yet (0: nothing waits)
   private awaitingSince = 0;
   private silenceTimer: NodeJS.Timeout | null = null;
@@ -312,17 +317,31 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
   flush(): void {
     if (this.state === State.Done) return;
     const conn = this.conn;
+    const delivered = this.received;
+    this.readBytes = 0;
     if (this.state < State.Closed) {
       try {
         if (this.state === State.Handshake && conn.isEstablished()) this.establish();
-        if (this.state !== State.Handshake && this.sink !== null) {
-          if (!this.readPaused && this.streamStarted) this.readStream();
+        if (this.state !== State.Handshake) {
+          if (this.sink !== null && !this.readPaused && this.streamStarted) this.readStream();
+          // also before open(): the client's first packet rides with its handshake Finished
           if (this.streamOpen && this.state < State.Closed) this.writeStream();
         }
       } catch (err) {
         this.abort(err instanceof Error ? err : new Error(String(err)));
       }
     }
+    if (this.received !== delivered && this.readBytes <= HOLD_BACK_MAX_BYTES && !this.heldBack && this.state === State.Open) {
+      // Packets just went up; their answers come in this turn's microtasks.
+      // Sending now would put quiche's ACK in a datagram of its own, ahead of
+      // the reply that can carry it: wait one turn (once, so that a steady
+      // inflow cannot hold ACKs back).
+      this.heldBack = true;
+      this.io.schedule(this);
+      this.armTimer();
+      return;
+    }
+    this.heldBack = false;
     for (let i = 0; i < MAX_DATAGRAMS_PER_FLUSH; i++) {
       const view = this.io.datagramView();
       let sent: [number, unknown] | null;
@@ -372,6 +391,7 @@ export class QuicConnection implements MsgTransConnection, QuicFlushable, Heartb
       const length = read[0];
       if (length > 0 && this.state === State.Open) {
         // stream data is handed up as views: give each read its own memory
+        this.readBytes += length;
         const chunk = Buffer.allocUnsafe(length);
         buf.copy(chunk, 0, 0, length);
         const before = this.received;
