@@ -42,6 +42,9 @@ export const QUIC_DEFAULTS = {
 // receiver ignores it; it only makes the stream exist for the server.
 const STREAM_OPENER = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80]);
 
+// one object for "no TLS options", so that its BoringSSL context (the bundled roots) is built once
+const NO_TLS_OPTIONS: MsgTransTlsOptions = {};
+
 /** Options of the QUIC protocol; pass `new QuicProtocol({...})` in `protocols` to change them. */
 export interface QuicProtocolOptions {
   /** Application protocol (ALPN) offered and required. Default `msgtrans`. */
@@ -116,7 +119,7 @@ export class QuicProtocol implements MsgTransProtocol {
   }
 
   async connect(endpoint: MsgTransEndpoint, context: MsgTransConnectContext): Promise<MsgTransConnection> {
-    const tls = context.tls ?? {};
+    const tls = context.tls ?? NO_TLS_OPTIONS;
     const verify = tls.rejectUnauthorized ?? true;
     const target = `quic://${formatHostPort(endpoint.host, endpoint.port)}`;
     const failed = (message: string, cause?: unknown) =>
