@@ -2,6 +2,7 @@ import { hkdfSync, randomBytes } from 'node:crypto';
 import * as dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { MSGTRANS_DEFAULTS } from '../../constants.js';
 import { MsgTransErrorCode } from '../../errors/error-codes.js';
 import { MsgTransConfigError } from '../../errors/msgtrans-config-error.js';
 import { formatHostPort, type MsgTransEndpoint } from '../endpoint.js';
@@ -21,20 +22,12 @@ import { hostMismatch, pemText } from './quic-tls.js';
 import { QuicUdpSocket } from './quic-udp-socket.js';
 
 /** The ALPN msgtrans uses over QUIC unless configured otherwise. */
-export const MSGTRANS_ALPN = 'msgtrans';
+export const MSGTRANS_ALPN = MSGTRANS_DEFAULTS.quic.alpn;
 
-/** Defaults of {@link QuicProtocolOptions}. */
+/** Defaults of {@link QuicProtocolOptions} (from MSGTRANS_DEFAULTS.quic), plus the listener's own cap. */
 export const QUIC_DEFAULTS = {
-  alpn: MSGTRANS_ALPN,
-  /**
-   * Largest UDP payload: fits a 1,500-byte MTU with room for IPv6 and
-   * tunnel headers, so datagrams are never IP-fragmented on real paths.
-   */
-  maxDatagramSize: 1350,
-  retry: true,
-  /** Server: ms a client has to finish the handshake and open its stream. */
-  handshakeTimeout: 10_000,
-  /** Server: connections held at once, including ones still handshaking. */
+  ...MSGTRANS_DEFAULTS.quic,
+  /** Server: connections held at once, including ones still handshaking; more are ignored. */
   maxConnections: 100_000,
 } as const;
 
