@@ -7,7 +7,16 @@ import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import { lastValueFrom } from 'rxjs';
-import { MsgTransClient, MsgTransConfigError, MsgTransErrorCode, QuicProtocol, type QuicProtocolOptions } from '../../lib/index.js';
+import {
+  MsgTransClient,
+  MsgTransConfigError,
+  MsgTransErrorCode,
+  parseEndpoint,
+  QuicProtocol,
+  type MsgTransConnection,
+  type QuicProtocolOptions,
+} from '../../lib/index.js';
+import { resolveSessionOptions } from '../../lib/common/resolve-options.js';
 import type { DevCertificates } from '../../sample/dev-certs.js';
 import { testCertificates } from '../support/protocols.js';
 import { startMsgTrans } from '../support/test-app.js';
@@ -70,6 +79,38 @@ describe('QUIC options', () => {
         (err: unknown) => err instanceof MsgTransConfigError && err.code === MsgTransErrorCode.INVALID_OPTION,
         JSON.stringify(options),
       );
+    }
+  });
+});
+
+describe('QUIC connections count from their first packet', () => {
+  test("with the server's maxConnections in the listen context, the listener holds at most that plus 64 (handshakes included)", async () => {
+    const limits = resolveSessionOptions({}).limits;
+    const quic = new QuicProtocol();
+    const listener = quic.createListener(parseEndpoint('quic://127.0.0.1:0'), {
+      limits,
+      tls: { key: certs.serverKey, cert: certs.serverCert },
+      heartbeatInterval: 15_000,
+      maxConnections: 2,
+    });
+    const accepted: MsgTransConnection[] = [];
+    const address = await listener.listen((c) => {
+      accepted.push(c);
+      c.open({ onPacket: () => undefined, onClose: () => undefined });
+    });
+    const dial = () =>
+      quic.connect(parseEndpoint(address.url), { limits, tls: { ca: certs.ca }, connectTimeout: 1500, heartbeatInterval: 15_000 });
+    const outcomes = await within(Promise.allSettled(Array.from({ length: 70 }, dial)), 20_000, '70 connects');
+    const connected = outcomes.filter((o) => o.status === 'fulfilled').map((o) => (o as PromiseFulfilledResult<MsgTransConnection>).value);
+    try {
+      assert.equal(connected.length, 66, `${connected.length} of 70 connected`);
+      for (const o of outcomes) {
+        if (o.status === 'rejected') assert.match(String(o.reason), /did not complete|timed out/);
+      }
+    } finally {
+      for (const c of connected) c.close();
+      for (const c of accepted) c.close();
+      await listener.close();
     }
   });
 });

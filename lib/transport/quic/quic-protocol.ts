@@ -35,6 +35,9 @@ export const QUIC_DEFAULTS = {
 // receiver ignores it; it only makes the stream exist for the server.
 const STREAM_OPENER = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80]);
 
+// Connections past the server's maxConnections that still get its typed refusal.
+const QUIC_REFUSAL_SLACK = 64;
+
 // one object for "no TLS options", so that its BoringSSL context (the bundled roots) is built once
 const NO_TLS_OPTIONS: MsgTransTlsOptions = {};
 
@@ -107,7 +110,8 @@ export class QuicProtocol implements MsgTransProtocol {
       handshakeTimeout: this.options.handshakeTimeout,
       retry: this.options.retry,
       statelessResetKey: resetKey,
-      maxConnections: QUIC_DEFAULTS.maxConnections,
+      // counted from the first packet; the slack lets the server refuse the next few with a reason
+      maxConnections: context.maxConnections !== undefined ? context.maxConnections + QUIC_REFUSAL_SLACK : QUIC_DEFAULTS.maxConnections,
     });
   }
 
