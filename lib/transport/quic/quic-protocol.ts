@@ -17,7 +17,7 @@ import { clientQuicheConfig, type QuicTransportSettings } from './quic-config.js
 import { QuicConnection } from './quic-connection.js';
 import { QuicConnectionError } from './quic-connection-error.js';
 import { QuicListener } from './quic-listener.js';
-import { quiche, type QuicheConfig } from './quic-native.js';
+import { quiche, type QuicheConfig, type QuicheConnection } from './quic-native.js';
 import { hostMismatch, pemText } from './quic-tls.js';
 import { QuicUdpSocket } from './quic-udp-socket.js';
 
@@ -147,16 +147,22 @@ export class QuicProtocol implements MsgTransProtocol {
     const local = { host: bound.address, port: bound.port };
     const remote = { host: address, port: endpoint.port };
     const servername = tls.servername ?? endpoint.host;
-    const conn = quiche.Connection.connect(
-      // No server name for quiche: it would have BoringSSL match it too and
-      // fail with a bare "bad certificate". The name is checked below, on
-      // the leaf BoringSSL validated, with an error that says what differs.
-      null,
-      randomBytes(quiche.MAX_CONN_ID_LEN),
-      local,
-      remote,
-      config,
-    );
+    let conn: QuicheConnection;
+    try {
+      conn = quiche.Connection.connect(
+        // No server name for quiche: it would have BoringSSL match it too and
+        // fail with a bare "bad certificate". The name is checked below, on
+        // the leaf BoringSSL validated, with an error that says what differs.
+        null,
+        randomBytes(quiche.MAX_CONN_ID_LEN),
+        local,
+        remote,
+        config,
+      );
+    } catch (err) {
+      socket.close();
+      throw failed((err as Error).message, err);
+    }
     return new Promise<MsgTransConnection>((resolve, reject) => {
       let settled = false;
       const connection = new QuicConnection({

@@ -63,4 +63,3 @@ export function describeAlert(alert: number, local: boolean, caConfigured: boole
   return text;
 }
 
-export { isIP };
