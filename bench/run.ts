@@ -12,7 +12,7 @@
  *   --quick                 fewer, shorter runs; fewer idle connections
  *   --reps=N                runs per cell (default 5, idle cells 3; quick 1)
  *   --only=a,b              variants (nest-tcp, mt-tcp, mt-ws, mt-quic, raw)
- *   --measures=a,b          any of rr, events, big, idle (default: all)
+ *   --measures=a,b          any of rr, events, big, idle, loss (default: all; loss: bench/quic-loss.ts)
  *   --skip-idle             no idle-connection measurement
  *   --no-write              do not write bench/RESULTS.md
  *   --profile=VARIANT       instead of the suite: run one variant's server (or, with
@@ -38,6 +38,7 @@ import {
   type Variant,
 } from './common.js';
 import { summarizeProfile } from './profile-summary.js';
+import { runLossBench } from './quic-loss.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 // dist/bench → the source folder bench/ (for RESULTS.md)
@@ -68,7 +69,7 @@ const REPS = Number(option('reps') ?? (QUICK ? 1 : 5));
 const IDLE_REPS = Number(option('reps') ?? (QUICK ? 1 : 3));
 const ONLY = option('only');
 const SELECTED: Variant[] = ONLY ? ONLY.split(',').filter(isVariant) : [...VARIANTS];
-const MEASURES = new Set((option('measures') || 'rr,events,big,idle').split(','));
+const MEASURES = new Set((option('measures') || 'rr,events,big,idle,loss').split(','));
 if (option('skip-idle') !== undefined) MEASURES.delete('idle');
 const WRITE_RESULTS = !QUICK && option('no-write') === undefined && !ONLY && option('measures') === undefined && MEASURES.has('idle');
 
@@ -85,7 +86,7 @@ const CONFIG = QUICK
       bigWarmupMs: 100,
       bigDurationMs: 300,
       idle: 2_000,
-      idleQuic: 50,
+      idleQuic: 500,
       watchdogMs: 110_000,
     }
   : {
@@ -100,7 +101,7 @@ const CONFIG = QUICK
       bigWarmupMs: 500,
       bigDurationMs: 2_000,
       idle: 10_000,
-      idleQuic: 500,
+      idleQuic: 5_000,
       watchdogMs: 15 * 60_000,
     };
 const INFLIGHTS = [1, 100, 1000];
@@ -688,11 +689,12 @@ async function main(): Promise<void> {
   log(`${QUICK ? 'quick' : 'full'} run: ${SELECTED.map((v) => VARIANT_LABEL[v]).join(', ')}; ${REPS} run(s) per cell (idle: ${IDLE_REPS})`);
   if (['rr', 'events', 'big'].some((m) => MEASURES.has(m))) await runThroughput(certs);
   if (MEASURES.has('idle')) await runIdle(certs);
+  const lossSection = MEASURES.has('loss') && !ONLY ? await runLossBench({ quick: QUICK, certs, log }) : [];
   const elapsed = (Date.now() - started) / 1000;
 
   const method = [
     `Server and client are separate processes on 127.0.0.1; one client connection per variant; payloads are a 64-character string (1 MiB rows: a 1 MiB string, JSON on every Nest variant, and a 1 MiB Buffer, raw bytes on msgtrans but a JSON array of numbers on Nest TCP), echoed by a Nest @MessagePattern('echo') handler (raw: echoed by node:net, no Nest). Before measuring, every pair runs a warm-up of each measure.`,
-    `req/resp: fixed-duration closed loop (${CONFIG.rrWarmupMs} ms warm-up, ${CONFIG.rrDurationMs} ms measured) keeping N requests outstanding. events: ${fmtInt(CONFIG.events)} emits, then count.get polled until all arrived. 1 MiB: closed loop at ${CONFIG.bigInflight} in flight; MB/s = echoed payload bytes per second, one way (10^6 bytes). idle: server RSS/heap after GC, before and after ${fmtInt(CONFIG.idle)} idle connections (QUIC: ${fmtInt(CONFIG.idleQuic)}, a QUIC client is heavy), divided by the connections the server held.`,
+    `req/resp: fixed-duration closed loop (${CONFIG.rrWarmupMs} ms warm-up, ${CONFIG.rrDurationMs} ms measured) keeping N requests outstanding. events: ${fmtInt(CONFIG.events)} emits, then count.get polled until all arrived. 1 MiB: closed loop at ${CONFIG.bigInflight} in flight; MB/s = echoed payload bytes per second, one way (10^6 bytes). idle: server RSS/heap after GC, before and after ${fmtInt(CONFIG.idle)} idle connections (QUIC: ${fmtInt(CONFIG.idleQuic)}: each QUIC client has its own UDP socket and handshake), divided by the connections the server held.`,
     `Variants interleaved (A B C … then B C … A …, rotated each run), after waiting for the benchmark processes to go idle; each value is the median of ${REPS} run(s) (idle: ${IDLE_REPS}); ratios are to Nest TCP and to raw node:net from the same run (for latency and memory, lower is better).`,
   ];
   const report = [table(), '', 'targets:', ...targets()].join('\n');
@@ -728,6 +730,7 @@ async function main(): Promise<void> {
       ...targets(),
       '```',
       '',
+      ...lossSection,
     ].join('\n');
     writeFileSync(file, md);
     log(`wrote ${file}`);

@@ -42,6 +42,17 @@ export const MSGTRANS_DEFAULTS = {
   keepConnected: false,
   /** Payloads at least this large are compressed, when compression is configured. */
   compressionThreshold: 1024,
+  /** QUIC (`new QuicProtocol({...})` in `protocols`); see QuicProtocolOptions. */
+  quic: {
+    /** Application protocol (ALPN) offered and required. */
+    alpn: 'msgtrans',
+    /** Largest UDP payload: fits a 1,500-byte MTU with room for IPv6 and tunnel headers. */
+    maxDatagramSize: 1350,
+    /** Server: validate client addresses with a Retry before keeping state. */
+    retry: true,
+    /** Server: ms a client has to finish the handshake and open its stream. */
+    handshakeTimeout: 10_000,
+  },
 } as const;
 
 /**

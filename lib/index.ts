@@ -24,6 +24,7 @@ export * from './transport/ws/ws-protocol.js';
 export * from './transport/quic/quic-listener.js';
 export * from './transport/quic/quic-protocol.js';
 export * from './transport/quic/quic-frame-decoder.js';
+export * from './transport/quic/quic-connection-error.js';
 export * from './server/msgtrans-sessions.js';
 export * from './server/session-authenticator.js';
 export * from './transport/connection-guards.js';

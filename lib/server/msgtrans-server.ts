@@ -109,8 +109,8 @@ export class MsgTransServer
       options,
       positiveInteger('requestTimeout', options.requestTimeout, MSGTRANS_DEFAULTS.requestTimeout),
     );
-    this.listeners = this.createListeners(options);
     this.maxConnections = positiveInteger('maxConnections', options.maxConnections, MSGTRANS_DEFAULTS.maxConnections);
+    this.listeners = this.createListeners(options);
     this.shutdownTimeout = positiveInteger('shutdownTimeout', options.shutdownTimeout, MSGTRANS_DEFAULTS.shutdownTimeout);
     const authTimeout = positiveInteger('authTimeout', options.authTimeout, MSGTRANS_DEFAULTS.authTimeout);
     const preAuthLimits = {
@@ -451,7 +451,12 @@ export class MsgTransServer
       const endpoint = parseEndpoint(input);
       const protocol = protocolFor(protocols, endpoint.protocol);
       const tls = endpoint.tls ?? options.tls;
-      const listener = protocol.createListener(endpoint, { limits: this.sessionOptions.limits, tls, heartbeatInterval });
+      const listener = protocol.createListener(endpoint, {
+        limits: this.sessionOptions.limits,
+        tls,
+        heartbeatInterval,
+        maxConnections: this.maxConnections,
+      });
       if (endpoint.httpServer) this.attachedTo.set(listener, endpoint.httpServer);
       return listener;
     });

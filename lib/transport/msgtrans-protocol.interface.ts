@@ -29,6 +29,12 @@ export interface MsgTransListenContext {
   tls: MsgTransTlsOptions | undefined;
   /** ms between liveness probes (ping, keep-alive); a peer silent for two is dropped. 0 disables. */
   heartbeatInterval: number;
+  /**
+   * The server's `maxConnections`, for protocols that hold state before a
+   * connection is handed out (QUIC handshakes): they bound what they hold,
+   * handshakes included, near it. Absent: the protocol's own cap.
+   */
+  maxConnections?: number;
 }
 
 /** What a protocol needs to open a client connection. */

@@ -9,8 +9,7 @@ import * as net from 'node:net';
 import Logger, { LogLevel } from '@matrixai/logger';
 import { QUICClient, events as quicEvents } from '@matrixai/quic';
 import { WebSocket } from 'ws';
-import { clientCrypto, verifyCallback } from '../../lib/transport/quic/quic-tls.js';
-import { quicTransportConfig } from '../../lib/transport/quic/quic-config.js';
+import { webcrypto } from 'node:crypto';
 import type { Chunk, Protocol } from './fuzz-inputs.js';
 import { FrameSplitter, StreamSplitter, parsePacket, type InPacket } from '../../test/support/raw-wire.js';
 
@@ -237,14 +236,18 @@ export class RawQuic extends BaseConn implements RawConn {
         host,
         port,
         localHost: '127.0.0.1',
-        crypto: clientCrypto,
+        // the stack's own verification: BoringSSL against the CA, name "localhost" (in the dev certificate)
+        serverName: 'localhost',
+        crypto: { ops: { randomBytes: async (data) => void webcrypto.getRandomValues(new Uint8Array(data)) } },
         logger: silentLogger(),
         config: {
-          ...quicTransportConfig(15_000),
           applicationProtos: ['msgtrans'],
           ca,
           verifyPeer: true,
-          verifyCallback: verifyCallback(host),
+          maxIdleTimeout: 30_000,
+          initialMaxData: 64 * 1024 * 1024,
+          initialMaxStreamDataBidiLocal: 16 * 1024 * 1024,
+          initialMaxStreamDataBidiRemote: 16 * 1024 * 1024,
         },
       },
       { timer: ms },

@@ -74,9 +74,10 @@ const CASES: FaultCase[] = [
     portKind: 'udp',
     url: (p) => `quic://127.0.0.1:${p}`,
     secure: true,
-    // A killed QUIC peer says nothing (UDP): the client notices through its
-    // idle timeout, two heartbeat intervals.
-    client: { connectTimeout: 6000, heartbeatInterval: 250 },
+    // Default liveness settings: a killed server's port answers with ICMP
+    // port unreachable (ECONNREFUSED on the client's connected socket, confirmed
+    // by a probe), and a restarted one with a stateless reset.
+    client: { connectTimeout: 6000 },
   },
 ];
 
@@ -237,6 +238,13 @@ for (const protocol of CASES) {
       }
 
       await server.kill();
+      if (protocol.portKind === 'udp') {
+        // UDP has no connection for the kernel to reset: an idle QUIC client
+        // learns of a killed server when it next sends (ICMP refusal, in ms)
+        // or at its next keep-alive (heartbeatInterval, 15 s by default). Any
+        // packet will do; an event is dropped with the connection.
+        for (const client of [failing, waiting, manual]) client.emit('nobody-listens', 0).subscribe({ error: () => undefined });
+      }
       await waitFor(() => statuses.get(failing)!.last() === 'reconnecting', 5000);
       await waitFor(() => statuses.get(waiting)!.last() === 'reconnecting', 5000);
       await waitFor(() => statuses.get(manual)!.last() === 'disconnected', 5000);

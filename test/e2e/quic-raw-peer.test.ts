@@ -13,7 +13,6 @@ import { after, before, describe, test } from 'node:test';
 import Logger, { LogLevel } from '@matrixai/logger';
 import { QUICClient, events, type QUICClientCrypto, type QUICStream } from '@matrixai/quic';
 import { MsgTransErrorCode, type MsgTransServer } from '../../lib/index.js';
-import { verifyCallback } from '../../lib/transport/quic/quic-tls.js';
 import { createDevCertificates, type DevCertificates } from '../../sample/dev-certs.js';
 import { testCertificates } from '../support/protocols.js';
 import { startMsgTrans, waitFor, type RunningApp } from '../support/test-app.js';
@@ -88,27 +87,24 @@ const quietLogger = () => new Logger('raw-quic-peer', LogLevel.SILENT);
 interface PeerOptions {
   alpn?: string[];
   ca?: string;
-  /** true: the project's verifyCallback for the IP; false: the stack's own check against serverName "localhost". */
-  nodeVerify?: boolean;
 }
 
 const clients: QUICClient[] = [];
 
 async function createClient(port: number, options: PeerOptions): Promise<QUICClient> {
-  const nodeVerify = options.nodeVerify ?? false;
   const client = await QUICClient.createQUICClient(
     {
       host: '127.0.0.1',
       port,
       localHost: '127.0.0.1',
-      serverName: nodeVerify ? undefined : 'localhost',
+      // the stack's own check: BoringSSL against the CA, name "localhost" (in the dev certificate)
+      serverName: 'localhost',
       crypto: rawClientCrypto,
       logger: quietLogger(),
       config: {
         applicationProtos: options.alpn ?? ['msgtrans'],
         ca: options.ca,
         verifyPeer: true,
-        verifyCallback: nodeVerify ? verifyCallback('127.0.0.1') : undefined,
       },
     },
     { timer: CONNECT_MS },
@@ -301,8 +297,7 @@ describe('a raw msgtrans v1 peer over QUIC (@matrixai/quic, bytes per PROTOCOL.m
   });
 
   test('a request by biz_type 10: raw "ping" gets raw "pong" (no flags, biz_type 10)', async () => {
-    // this peer verifies the server with the project's Node-side callback instead of the stack's check
-    const peer = await QuicRawPeer.open(port, { ca: certs.ca, nodeVerify: true });
+    const peer = await QuicRawPeer.open(port, { ca: certs.ca });
     await peer.write(pingRequest(7));
     const reply = await peer.next();
     assertResponse(reply, 7, 0, 10);
@@ -465,6 +460,5 @@ describe('a raw msgtrans v1 peer over QUIC (@matrixai/quic, bytes per PROTOCOL.m
   test('verification is on: a client trusting another CA cannot connect', async () => {
     const stranger = await createDevCertificates();
     await assert.rejects(createClient(port, { ca: stranger.ca }));
-    await assert.rejects(createClient(port, { ca: stranger.ca, nodeVerify: true }));
   });
 });

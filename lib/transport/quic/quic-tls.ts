@@ -1,75 +1,65 @@
-import { X509Certificate, webcrypto } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
-import { native, type QUICClientCrypto, type QUICServerCrypto } from '@matrixai/quic';
 import type { PemInput } from '../tls-options.interface.js';
 
-/** The library needs HMAC sign/verify on the server (retry tokens, connection ids). */
-export async function serverCrypto(): Promise<QUICServerCrypto> {
-  const raw = webcrypto.getRandomValues(new Uint8Array(32));
-  const key = await webcrypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
-  return {
-    key: raw.buffer,
-    ops: {
-      sign: (_key, data) => webcrypto.subtle.sign('HMAC', key, data),
-      verify: (_key, data, sig) => webcrypto.subtle.verify('HMAC', key, sig, data),
-    },
-  };
+/** PEM option values (one or several) as one PEM text. */
+export function pemText(input: PemInput | PemInput[] | undefined): string | undefined {
+  if (input === undefined) return undefined;
+  return (Array.isArray(input) ? input : [input]).map((p) => (typeof p === 'string' ? p : p.toString('utf8'))).join('\n');
 }
 
-/** Random bytes for the client side of the handshake. */
-export const clientCrypto: QUICClientCrypto = {
-  ops: {
-    randomBytes: async (data) => {
-      webcrypto.getRandomValues(new Uint8Array(data));
-    },
-  },
-};
+let bundledRoots: Uint8Array | undefined;
 
-/** PEM option values as the library wants them. */
-export function pemList(input: PemInput | PemInput[] | undefined): string[] | undefined {
-  if (input === undefined) return undefined;
-  return (Array.isArray(input) ? input : [input]).map((p) => (typeof p === 'string' ? p : p.toString('utf8')));
+/**
+ * The CA store BoringSSL verifies the peer's chain against: the configured
+ * `ca`, else Node's bundled roots (as `tls://` does). Chain building,
+ * signatures, validity dates, basic constraints and key usage are all
+ * BoringSSL's; nothing here parses a chain.
+ */
+export function trustStore(ca: PemInput | PemInput[] | undefined): Uint8Array {
+  const configured = pemText(ca);
+  if (configured !== undefined) return Buffer.from(configured);
+  return (bundledRoots ??= Buffer.from(rootCertificates.join('\n')));
 }
 
 /**
- * Certificate verification done in Node rather than in the QUIC stack: its
- * native check matches DNS names only, so `quic://127.0.0.1` could never be
- * verified. Checks validity dates, every link of the presented chain, that
- * the chain ends at a trusted CA, and (when `host` is given) that the leaf
- * names the host (IP SAN for addresses, DNS names otherwise).
+ * Checks the name the client dialled against the leaf certificate BoringSSL
+ * already validated: an IP SAN for addresses, a DNS name otherwise. Returns
+ * why it does not match, or undefined when it does.
  */
-export function verifyCallback(host: string | undefined) {
-  let defaultRoots: X509Certificate[] | undefined;
-  return async (certs: Uint8Array[], caDers: Uint8Array[]): Promise<native.CryptoError | undefined> => {
-    try {
-      if (certs.length === 0) return native.CryptoError.CertificateRequired;
-      const chain = certs.map((der) => new X509Certificate(Buffer.from(der)));
-      const now = Date.now();
-      for (const cert of chain) {
-        if (Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now) return native.CryptoError.CertificateExpired;
-      }
-      for (let i = 0; i + 1 < chain.length; i++) {
-        if (!chain[i].checkIssued(chain[i + 1]) || !chain[i].verify(chain[i + 1].publicKey)) {
-          return native.CryptoError.BadCertificate;
-        }
-      }
-      const roots =
-        caDers.length > 0
-          ? caDers.map((der) => new X509Certificate(Buffer.from(der)))
-          : (defaultRoots ??= rootCertificates.map((pem) => new X509Certificate(pem)));
-      const top = chain[chain.length - 1];
-      const anchored = roots.some(
-        (root) => root.fingerprint256 === top.fingerprint256 || (top.checkIssued(root) && top.verify(root.publicKey)),
-      );
-      if (!anchored) return native.CryptoError.UnknownCA;
-      if (host !== undefined) {
-        const named = isIP(host) ? chain[0].checkIP(host) : chain[0].checkHost(host);
-        if (named === undefined) return native.CryptoError.BadCertificate;
-      }
-      return undefined;
-    } catch {
-      return native.CryptoError.BadCertificate;
-    }
-  };
+export function hostMismatch(leafDer: Uint8Array | undefined, host: string): string | undefined {
+  if (!leafDer) return 'the server presented no certificate';
+  const leaf = new X509Certificate(leafDer);
+  const ok = isIP(host) ? leaf.checkIP(host) : leaf.checkHost(host);
+  if (ok !== undefined) return undefined;
+  return `the server certificate is not valid for ${isIP(host) ? 'IP address' : 'host name'} "${host}" (${leaf.subjectAltName ?? leaf.subject.replace(/\n/g, ', ')})`;
 }
+
+// TLS alerts (RFC 8446 §6) carried as QUIC CRYPTO_ERROR 0x100 + alert.
+const ALERT_TEXT: Record<number, string> = {
+  40: 'TLS handshake failure (no common parameters)',
+  42: 'bad certificate (verification failed: signature, host name or constraints)',
+  43: 'unsupported certificate (not valid for this purpose: check its extended key usage and basic constraints)',
+  44: 'certificate revoked',
+  45: 'certificate expired or not yet valid',
+  46: 'certificate unknown',
+  48: 'certificate not trusted: it does not chain to the configured CA (unknown CA)',
+  49: 'access denied',
+  50: 'TLS decode error',
+  51: 'TLS decrypt error (a signature did not verify: a CA of the same name but another key?)',
+  70: 'TLS protocol version not supported',
+  80: 'TLS internal error',
+  109: 'TLS extension missing',
+  112: 'unrecognized server name',
+  116: 'a client certificate is required (mutual TLS)',
+  120: 'no common application protocol (ALPN)',
+};
+
+/** A readable reason for a TLS alert, with hints for the usual mistakes. */
+export function describeAlert(alert: number, local: boolean, caConfigured: boolean): string {
+  let text = ALERT_TEXT[alert] ?? `TLS alert ${alert}`;
+  if (alert === 48 && local && !caConfigured) text += '; no tls.ca is configured, so only the bundled public roots are trusted';
+  return text;
+}
+
