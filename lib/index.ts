@@ -21,7 +21,6 @@ export * from './client/msgtrans-client.js';
 export * from './client/msgtrans-record.js';
 export * from './transport/ws/ws-listener.js';
 export * from './transport/ws/ws-protocol.js';
-export * from './transport/quic/quic-listener.js';
 export * from './transport/quic/quic-protocol.js';
 export * from './transport/quic/quic-frame-decoder.js';
 export * from './transport/quic/quic-connection-error.js';

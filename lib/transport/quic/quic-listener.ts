@@ -67,6 +67,8 @@ export class QuicListener implements MsgTransListener, QuicConnectionOwner {
     onError: (error: Error) => void = () => undefined,
   ): Promise<MsgTransListenerAddress> {
     this.onConnection = onConnection;
+    // a listener may serve again after close() (MsgTransServer#listen after #close)
+    this.closing = false;
     this.config = serverQuicheConfig(this.tls, this.settings);
     const host = isIP(this.endpoint.host) ? this.endpoint.host : (await lookup(this.endpoint.host)).address;
     const socket = dgram.createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4', lookup: literalLookup as never });
