@@ -34,6 +34,16 @@ export const MSGTRANS_DEFAULTS = {
   whileDisconnected: 'auto',
   /** Client: retry a failed first connection as after a drop, without push subscribers too. */
   keepConnected: false,
+  /** Client with several replicas: how each call picks one. */
+  loadBalancing: 'round-robin',
+  /** Client with several replicas: a call whose connection failed before it was written tries another replica. */
+  retryOnConnectFailure: true,
+  /** Client: ms between DNS resolutions of `dns://` URLs. */
+  dnsRefreshInterval: 30_000,
+  /** Server adapter: ms a request to a session on another instance (or a cluster query) waits for that instance. */
+  adapterRequestTimeout: 5_000,
+  /** Server adapter: ms between an instance's heartbeats; an instance silent for 3 of them is taken as gone. */
+  adapterHeartbeatInterval: 5_000,
   /** Payloads at least this large are compressed, when compression is configured. */
   compressionThreshold: 1024,
 } as const;

@@ -48,6 +48,7 @@ const KNOWN_KEYS = {
     'authenticate',
     'authTimeout',
     'requestTimeout',
+    'adapter',
   ]),
   client: new Set([
     ...COMMON_KEYS,
@@ -60,6 +61,10 @@ const KNOWN_KEYS = {
     'maxQueuedCalls',
     'credentials',
     'keepConnected',
+    'loadBalancing',
+    'retryOnConnectFailure',
+    'idempotentPatterns',
+    'dnsRefreshInterval',
   ]),
 };
 
