@@ -40,8 +40,8 @@ export const MSGTRANS_DEFAULTS = {
   retryOnConnectFailure: true,
   /** Client: ms between DNS resolutions of `dns://` URLs. */
   dnsRefreshInterval: 30_000,
-  /** Server adapter: ms a request to a session on another instance (or a cluster query) waits for that instance. */
-  adapterRequestTimeout: 5_000,
+  /** Server adapter: ms a cluster query, or each value of a request relayed to another instance, may take. */
+  adapterRequestTimeout: 30_000,
   /** Server adapter: ms between an instance's heartbeats; an instance silent for 3 of them is taken as gone. */
   adapterHeartbeatInterval: 5_000,
   /** Payloads at least this large are compressed, when compression is configured. */

@@ -99,6 +99,7 @@ export class MsgTransServer
       positiveInteger('requestTimeout', options.requestTimeout, MSGTRANS_DEFAULTS.requestTimeout),
     );
     this.listeners = this.createListeners(options);
+    if (options.adapter) this.sessions.useAdapter(options.adapter, this.sessionOptions.codec);
     this.maxConnections = positiveInteger('maxConnections', options.maxConnections, MSGTRANS_DEFAULTS.maxConnections);
     this.shutdownTimeout = positiveInteger('shutdownTimeout', options.shutdownTimeout, MSGTRANS_DEFAULTS.shutdownTimeout);
     this.authenticator = options.authenticate
@@ -117,6 +118,7 @@ export class MsgTransServer
    */
   async listen(callback: (error?: unknown) => void): Promise<void> {
     try {
+      await this.sessions.startAdapter();
       this.accepting = true;
       const onConnection = (connection: MsgTransConnection) => this.accept(connection);
       const onError = (error: Error) => {
@@ -161,6 +163,7 @@ export class MsgTransServer
     for (const session of [...this.held, ...this.sessions.all()]) session.close();
     this.held.clear();
     await Promise.all(this.listeners.map((l) => l.close()));
+    await this.sessions.stopAdapter();
     this.draining = false;
     this._status$.next(MsgTransStatus.DISCONNECTED);
   }
