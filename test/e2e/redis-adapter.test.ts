@@ -10,9 +10,18 @@ import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { Logger } from '@nestjs/common';
+import { Logger, Module, type DynamicModule } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
 import { firstValueFrom } from 'rxjs';
-import { MsgTransClient, MsgTransErrorCode, MsgTransServer, type MsgTransClientOptions, type MsgTransSessionInfo } from '../../lib/index.js';
+import {
+  MsgTransClient,
+  MsgTransErrorCode,
+  MsgTransModule,
+  MsgTransServer,
+  MsgTransSessions,
+  type MsgTransClientOptions,
+  type MsgTransSessionInfo,
+} from '../../lib/index.js';
 import { MsgTransRedisAdapter } from '../../lib/redis/index.js';
 import type { DevCertificates } from '../../sample/dev-certs.js';
 import { sleep, within } from '../support/async.js';
@@ -324,6 +333,44 @@ describe('Redis adapter: sessions across instances', () => {
       assert.deepEqual(await server.sessions.fetchSessions(), []);
     } finally {
       await server.close();
+    }
+  });
+
+  test('MsgTransModule.forRoot({ server: { adapter } }) and forRootAsync: two apps share rooms', async () => {
+    const prefix = `module-${process.pid}`;
+    const adapter = () => new MsgTransRedisAdapter({ url: redis.url, keyPrefix: prefix, heartbeatInterval: 200 });
+    const serve = async (imports: DynamicModule) => {
+      @Module({ imports: [imports] })
+      class AppModule {}
+      const app = await NestFactory.createMicroservice(AppModule, { ...MsgTransModule.microservice(), logger: false });
+      await app.listen();
+      return app;
+    };
+    const one = await serve(MsgTransModule.forRoot({ server: { listen: 'tcp://127.0.0.1:0', adapter: adapter() } }));
+    const two = await serve(
+      MsgTransModule.forRootAsync({ useFactory: async () => ({ server: { listen: 'tcp://127.0.0.1:0', adapter: adapter() } }) }),
+    );
+    try {
+      const [s1, s2] = [one.get(MsgTransSessions), two.get(MsgTransSessions)];
+      const client = new MsgTransClient({ url: two.get(MsgTransServer).addresses()[0].url });
+      clients.push(client);
+      const got: unknown[] = [];
+      client.incoming('hello').subscribe((v) => got.push(v));
+      await waitFor(() => s2.size === 1, 10_000);
+      await within(
+        (async () => {
+          while (!s1.join(s2.all()[0].id, 'everyone')) await sleep(50);
+        })(),
+        10_000,
+        'the session on app two is known to app one',
+      );
+      await sleep(SUBSCRIBED);
+      s1.emitToRoom('everyone', 'hello', { from: 'one' });
+      await waitFor(() => got.length === 1, 10_000);
+      assert.deepEqual(got, [{ from: 'one' }]);
+    } finally {
+      await one.close();
+      await two.close();
     }
   });
 });
