@@ -42,6 +42,8 @@ export const MSGTRANS_DEFAULTS = {
   dnsRefreshInterval: 30_000,
   /** Server adapter: ms a cluster query, or each value of a request relayed to another instance, may take. */
   adapterRequestTimeout: 30_000,
+  /** Server in a `node:cluster` worker: a quic:// endpoint is refused unless each worker has its own port ('own-port'). */
+  quicInClusterWorker: 'refuse',
   /** Server adapter: ms between an instance's heartbeats; an instance silent for 3 of them is taken as gone. */
   adapterHeartbeatInterval: 5_000,
   /** Payloads at least this large are compressed, when compression is configured. */

@@ -49,6 +49,7 @@ const KNOWN_KEYS = {
     'authTimeout',
     'requestTimeout',
     'adapter',
+    'quicInClusterWorker',
   ]),
   client: new Set([
     ...COMMON_KEYS,

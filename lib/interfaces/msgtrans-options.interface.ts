@@ -88,6 +88,13 @@ export interface MsgTransServerOptions extends MsgTransCommonOptions {
    * `nestjs-msgtrans/redis`. Default: this process only.
    */
   adapter?: MsgTransAdapter;
+  /**
+   * In a `node:cluster` worker, a `quic://` endpoint is refused
+   * (`ERR_MSGTRANS_QUIC_CLUSTER_PORT`, workers cannot share a UDP port)
+   * unless this is `'own-port'`: you give each worker a port of its own
+   * (port 0 is still refused: in a worker it is shared). Default `'refuse'`.
+   */
+  quicInClusterWorker?: 'refuse' | 'own-port';
 }
 
 /**

@@ -32,6 +32,7 @@ import {
 } from '../session/msgtrans-session.js';
 import { assertTlsOptions, parseEndpoint } from '../transport/endpoint.js';
 import { MsgTransSessions } from './msgtrans-sessions.js';
+import { assertQuicClusterLayout } from './cluster-layout.js';
 import { AUTH_ROUTE, SessionAuthenticator } from './session-authenticator.js';
 import { EventListeners } from '../transport/event-listeners.js';
 import type {
@@ -98,6 +99,7 @@ export class MsgTransServer
       options,
       positiveInteger('requestTimeout', options.requestTimeout, MSGTRANS_DEFAULTS.requestTimeout),
     );
+    assertQuicClusterLayout(options);
     this.listeners = this.createListeners(options);
     if (options.adapter) this.sessions.useAdapter(options.adapter, this.sessionOptions.codec);
     this.maxConnections = positiveInteger('maxConnections', options.maxConnections, MSGTRANS_DEFAULTS.maxConnections);

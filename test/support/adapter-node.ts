@@ -7,9 +7,14 @@
  *   child -> parent  { type: 'ready', urls, nodeId } once listening
  *                    { id, result } | { id, error: { code, message } }
  *
- * Environment: MSGTRANS_TEST_REDIS_URL, MSGTRANS_TEST_PREFIX,
- * MSGTRANS_TEST_HEARTBEAT (ms), MSGTRANS_TEST_TLS_KEY / _CERT (for quic).
+ * Environment: MSGTRANS_TEST_REDIS_URL (none: no adapter), MSGTRANS_TEST_PREFIX,
+ * MSGTRANS_TEST_HEARTBEAT (ms), MSGTRANS_TEST_TLS_KEY / _CERT (for quic),
+ * MSGTRANS_TEST_LISTEN (JSON list of URLs, or lists by cluster worker id),
+ * MSGTRANS_TEST_SERVER_OPTIONS (JSON of further options).
+ * Also runs as a `node:cluster` worker (test/support/cluster-primary.ts);
+ * a server that fails to start reports { type: 'failed', code, message }.
  */
+import cluster from 'node:cluster';
 import { Logger } from '@nestjs/common';
 import { firstValueFrom } from 'rxjs';
 import type { MsgTransPresenceEvent } from '../../lib/index.js';
@@ -30,17 +35,34 @@ process.on('unhandledRejection', (err) => {
   process.exit(71);
 });
 
-const adapter = new MsgTransRedisAdapter({
-  url: process.env.MSGTRANS_TEST_REDIS_URL,
-  keyPrefix: process.env.MSGTRANS_TEST_PREFIX,
-  heartbeatInterval: Number(process.env.MSGTRANS_TEST_HEARTBEAT ?? 200),
-  requestTimeout: 10_000,
-});
-const running = await startMsgTrans({
-  listen: ['tcp://127.0.0.1:0', 'ws://127.0.0.1:0/msgtrans', 'quic://127.0.0.1:0'],
-  tls: { key: process.env.MSGTRANS_TEST_TLS_KEY!, cert: process.env.MSGTRANS_TEST_TLS_CERT! },
-  adapter,
-});
+const adapter = process.env.MSGTRANS_TEST_REDIS_URL
+  ? new MsgTransRedisAdapter({
+      url: process.env.MSGTRANS_TEST_REDIS_URL,
+      keyPrefix: process.env.MSGTRANS_TEST_PREFIX,
+      heartbeatInterval: Number(process.env.MSGTRANS_TEST_HEARTBEAT ?? 200),
+      requestTimeout: 10_000,
+    })
+  : undefined;
+// a list for every worker, or lists by cluster worker id (1, 2, …)
+const listenOption = JSON.parse(process.env.MSGTRANS_TEST_LISTEN ?? 'null') as string[] | Record<string, string[]> | null;
+const listen = (Array.isArray(listenOption) ? listenOption : listenOption?.[String(cluster.worker?.id)]) ?? [
+  'tcp://127.0.0.1:0',
+  'ws://127.0.0.1:0/msgtrans',
+  'quic://127.0.0.1:0',
+];
+let running: Awaited<ReturnType<typeof startMsgTrans>>;
+try {
+  running = await startMsgTrans({
+    ...JSON.parse(process.env.MSGTRANS_TEST_SERVER_OPTIONS ?? '{}'),
+    listen,
+    tls: { key: process.env.MSGTRANS_TEST_TLS_KEY!, cert: process.env.MSGTRANS_TEST_TLS_CERT! },
+    adapter,
+  });
+} catch (err) {
+  send({ type: 'failed', code: (err as { code?: string }).code, message: (err as Error).message });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  process.exit(1);
+}
 const sessions = running.server.sessions;
 const presence: MsgTransPresenceEvent[] = [];
 sessions.presence$.subscribe((event) => presence.push(event));
@@ -56,12 +78,12 @@ const OPS: Record<string, (...args: any[]) => unknown> = {
   sendTo: (s: string, pattern: string, data: unknown) => firstValueFrom(sessions.sendTo(s, pattern, data)),
   fetchSessions: () => sessions.fetchSessions(),
   presence: () => presence.splice(0),
-  stats: () => adapter.stats(),
-  peers: () => adapter.peers(),
+  stats: () => adapter?.stats(),
+  peers: () => adapter?.peers() ?? [],
   // pushes to a room every `everyMs` for `count` times; resolves when done
   pushLoop: async (room: string, count: number, everyMs: number) => {
     for (let i = 0; i < count; i++) {
-      sessions.emitToRoom(room, 'tick', { i, at: Date.now(), from: adapter.nodeId });
+      sessions.emitToRoom(room, 'tick', { i, at: Date.now(), from: adapter?.nodeId });
       await new Promise((resolve) => setTimeout(resolve, everyMs));
     }
     return count;
@@ -82,4 +104,4 @@ process.on('message', (msg: { id: number; op: string; args: unknown[] }) => {
     );
 });
 
-send({ type: 'ready', urls: running.server.addresses().map((a) => a.url), nodeId: adapter.nodeId });
+send({ type: 'ready', urls: running.server.addresses().map((a) => a.url), nodeId: adapter?.nodeId ?? String(process.pid), pid: process.pid });
