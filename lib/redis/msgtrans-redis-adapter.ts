@@ -332,7 +332,7 @@ export class MsgTransRedisAdapter implements MsgTransAdapter {
     // our own broadcasts and room pushes come back: our sessions have them already
     if (header.n === this.nodeId) return;
     this.counters.received++;
-    this.heard(header.n);
+    this.heard(header.n, header.t);
     switch (header.t) {
       case 'push':
         if (header.to && header.w) host.deliverLocal(header.to, { wire: header.w, data, metadata: header.m, except: header.x });
@@ -424,11 +424,11 @@ export class MsgTransRedisAdapter implements MsgTransAdapter {
     this.host?.remotePresence({ type, session: info, local: false });
   }
 
-  private heard(node: string): void {
+  private heard(node: string, type: Header['t']): void {
     const known = this.nodes.has(node);
     this.nodes.set(node, Date.now());
-    // an instance we did not know (it started, or Redis came back): learn its sessions
-    if (!known) this.sync(node);
+    // an instance we did not know (it started, or we lost it for a while): learn its sessions (a hello does so itself)
+    if (!known && type !== 'hello' && type !== 'bye') this.sync(node);
   }
 
   private beat(): void {

@@ -61,7 +61,11 @@ export class MsgTransSessions {
     return [...this.open.values()];
   }
 
-  /** Puts a session in a room (a named group). Returns false if the session is not open. */
+  /**
+   * Puts a session in a room (a named group). Returns false if the session
+   * is not open (with an adapter: on no instance this one knows of; a
+   * session on another instance joins there, asynchronously).
+   */
   join(session: SessionRef, room: string): boolean {
     const id = idOf(session);
     if (!this.open.has(id)) return this.adapter?.isRemote(id) ? (this.adapter.join(id, room), true) : false;
@@ -99,7 +103,7 @@ export class MsgTransSessions {
     return [...(this.roomsOf.get(idOf(session)) ?? [])];
   }
 
-  /** Sends an event to one session. Returns false if it is not open. */
+  /** Sends an event to one session, on whichever instance it is (with an adapter). Returns false if it is not open. */
   emitTo(session: SessionRef, pattern: unknown, data: unknown, metadata?: Record<string, string>): boolean {
     const target = this.open.get(idOf(session));
     if (!target && this.adapter?.isRemote(idOf(session))) {
@@ -112,13 +116,16 @@ export class MsgTransSessions {
     return true;
   }
 
-  /** Sends an event to every session in a room, optionally but one. Returns how many it went to. */
+  /**
+   * Sends an event to every session in a room, optionally but one; with an
+   * adapter, on every instance. Returns how many sessions of this instance it went to.
+   */
   emitToRoom(room: string, pattern: unknown, data: unknown, options: PushOptions = {}): number {
     this.adapter?.publish({ room }, toPush(pattern, data, options));
     return this.emitToMany(this.members(room), pattern, data, options);
   }
 
-  /** Sends an event to every open session, optionally but one. Returns how many it went to. */
+  /** Sends an event to every open session (with an adapter, of every instance), optionally but one. Returns how many of this instance's. */
   broadcast(pattern: unknown, data: unknown, options: PushOptions = {}): number {
     this.adapter?.publish({ all: true }, toPush(pattern, data, options));
     return this.emitToMany(this.all(), pattern, data, options);
