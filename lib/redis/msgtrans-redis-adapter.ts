@@ -69,7 +69,8 @@ interface PendingRequest {
 type RedisClient = ReturnType<typeof createClient>;
 
 const HEARTBEATS_MISSED = 3;
-const RECONNECT_MAX_DELAY_MS = 2000;
+// a Redis that comes back is found within a second
+const RECONNECT_MAX_DELAY_MS = 1000;
 // a single instance must not queue cross-instance pushes without bound while Redis is away
 const FIRST_CONNECT_WAIT_MS = 3000;
 
