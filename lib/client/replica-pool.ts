@@ -89,9 +89,7 @@ export class ReplicaPool {
   /**
    * Hands a call the session of one replica (see
    * `ConnectionStateMachine.acquire`). With several replicas and none
-   * connected, the call waits on one that is trying, and with
-   * `retryOnConnectFailure` moves on to the next when that one fails
-   * before the request is written. `avoid` is left out while another is connected.
+   * connected, see `acquireWaiting`. `avoid` is left out while another is connected.
    */
   acquire(
     timeoutMs: number,
@@ -107,7 +105,7 @@ export class ReplicaPool {
       ready(this.balancer.pick(sessions));
       return NOTHING_TO_WITHDRAW;
     }
-    return this.acquireWaiting(timeoutMs, ready, fail, new Set(), Date.now());
+    return this.acquireWaiting(timeoutMs, ready, fail);
   }
 
   /** Starts connecting every replica that is not (a push subscriber appeared). */
@@ -188,49 +186,43 @@ export class ReplicaPool {
   }
 
   /**
-   * No replica is connected: wait on one that is trying (one that has not
-   * just failed, if any), and on a failure before the request was written
-   * try the next, while the call's time lasts.
+   * No replica is connected: the call waits on every replica at once (each
+   * trying to connect) and goes to the first that connects; a failure
+   * before the request was written only ends the call once every replica
+   * has failed. Without `retryOnConnectFailure`, it waits on one replica
+   * (one that has not just failed, if any) and shares its fate.
    */
-  private acquireWaiting(
-    timeoutMs: number,
-    ready: (session: MsgTransSession) => void,
-    fail: (error: Error) => void,
-    tried: Set<Replica>,
-    startedAt: number,
-  ): () => void {
-    const candidates = this.replicas.filter((r) => !tried.has(r));
-    const replica = candidates.find((r) => !r.connection.failing) ?? candidates[0];
-    if (!replica) {
-      setImmediate(fail, this.noReplica());
-      return NOTHING_TO_WITHDRAW;
-    }
-    tried.add(replica);
-    for (const other of this.replicas) other.connection.wake();
-    let current = NOTHING_TO_WITHDRAW;
-    let withdrawn = false;
-    current = replica.connection.acquire(timeoutMs, ready, (error) => {
-      if (withdrawn) return;
-      const remaining = timeoutMs === 0 ? 0 : timeoutMs - (Date.now() - startedAt);
-      if (!this.options.retryOnConnectFailure || !isConnectFailure(error) || (timeoutMs > 0 && remaining <= 0)) {
-        fail(error);
-        return;
-      }
-      const sessions = this.connectedSessions(undefined);
-      if (sessions.length > 0) {
-        ready(this.balancer.pick(sessions));
-        return;
-      }
-      if (tried.size >= this.replicas.length) {
-        fail(error);
-        return;
-      }
-      current = this.acquireWaiting(timeoutMs === 0 ? 0 : Math.max(1, remaining), ready, fail, tried, Date.now());
-    });
-    return () => {
-      withdrawn = true;
-      current();
+  private acquireWaiting(timeoutMs: number, ready: (session: MsgTransSession) => void, fail: (error: Error) => void): () => void {
+    for (const replica of this.replicas) replica.connection.wake();
+    const candidates = this.options.retryOnConnectFailure
+      ? this.replicas
+      : [this.replicas.find((r) => !r.connection.failing) ?? this.replicas[0]];
+    let settled = false;
+    let remaining = candidates.length;
+    const withdraws: (() => void)[] = [];
+    const withdrawAll = () => {
+      settled = true;
+      for (const withdraw of withdraws) withdraw();
     };
+    for (const replica of candidates) {
+      withdraws.push(
+        replica.connection.acquire(
+          timeoutMs,
+          (session) => {
+            if (settled) return;
+            withdrawAll();
+            ready(session);
+          },
+          (error) => {
+            if (settled) return;
+            if (--remaining > 0 && isConnectFailure(error)) return;
+            withdrawAll();
+            fail(error);
+          },
+        ),
+      );
+    }
+    return withdrawAll;
   }
 
   private acquireAfterResolving(timeoutMs: number, ready: (session: MsgTransSession) => void, fail: (error: Error) => void): () => void {

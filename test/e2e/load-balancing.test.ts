@@ -143,6 +143,23 @@ describe('client load balancing over replicas', () => {
     assert.ok(pids.has(process.pid));
   });
 
+  test("whileDisconnected 'wait': a call waits for whichever replica comes up first", async () => {
+    const [down, later] = [await freePort(), await freePort()];
+    const server = new RestartableServer({ url: `tcp://127.0.0.1:${later}` });
+    cleanups.push(() => server.stop());
+    const client = newClient({
+      url: [`tcp://127.0.0.1:${down}`, `tcp://127.0.0.1:${later}`],
+      whileDisconnected: 'wait',
+      reconnect: FAST_RECONNECT,
+      requestTimeout: 20_000,
+    });
+    const call = pidOf(client);
+    await sleep(300);
+    await server.start();
+    const pid = await within(call, 15_000, 'the waiting call');
+    assert.notEqual(pid, process.pid);
+  });
+
   test('retryOnConnectFailure: false fails a call whose replica refused the connection', async () => {
     const [app] = await startApps(1);
     const port = await freePort();
