@@ -326,6 +326,7 @@ export class MsgTransRedisAdapter implements MsgTransAdapter {
     let data: unknown;
     try {
       ({ header, data } = decodeAdapterMessage<Header>(raw, host.codec));
+      if (typeof header?.n !== 'string' || typeof header.t !== 'string') throw new Error('no sender or type');
     } catch {
       this.counters.malformed++;
       return;

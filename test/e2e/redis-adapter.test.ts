@@ -23,6 +23,7 @@ import {
   type MsgTransSessionInfo,
 } from '../../lib/index.js';
 import { MsgTransRedisAdapter } from '../../lib/redis/index.js';
+import { createClient } from 'redis';
 import type { DevCertificates } from '../../sample/dev-certs.js';
 import { sleep, within } from '../support/async.js';
 import { testCertificates } from '../support/protocols.js';
@@ -127,8 +128,10 @@ after(async () => {
   await redis?.stop();
 });
 
+let lastPrefix = '';
+
 async function cluster(count = 2): Promise<AdapterNode[]> {
-  const prefix = `t${process.pid}-${prefixes++}`;
+  const prefix = (lastPrefix = `t${process.pid}-${prefixes++}`);
   const started = await Promise.all(Array.from({ length: count }, () => AdapterNode.start(redis.url, prefix, certs)));
   nodes.push(...started);
   // every instance knows the others (heartbeats)
@@ -318,6 +321,35 @@ describe('Redis adapter: sessions across instances', () => {
     const seen = (onA.got as { i: number }[]).map((x) => x.i).filter((i) => i >= 0);
     assert.equal(new Set(seen).size, seen.length, 'no duplicates');
     assert.equal(seen.length, 400, 'every local push arrived');
+  });
+
+  test('garbage on the cluster channels is ignored and counted; the instances go on', async () => {
+    const [a, b] = await cluster();
+    const onB = await member(b, 'tcp');
+    const raw = createClient({ url: redis.url });
+    raw.on('error', () => undefined);
+    await raw.connect();
+    try {
+      for (const message of [Buffer.from([1, 255, 255, 255, 255]), Buffer.from('not json'), Buffer.from([1, 0, 0, 0, 2, 0x7b, 0x7d])]) {
+        await raw.publish(`${lastPrefix}#all`, message);
+        await raw.publish(`${lastPrefix}#node#${a.nodeId}`, message);
+      }
+      // well framed, but a header without a type
+      await raw.publish(`${lastPrefix}#all`, Buffer.concat([Buffer.from([1, 0, 0, 0, 10]), Buffer.from('{"n":"zz"}'), Buffer.from([0])]));
+    } finally {
+      await raw.close();
+    }
+    await within(
+      (async () => {
+        while ((await a.call<{ malformed: number }>('stats')).malformed < 7) await sleep(50);
+      })(),
+      10_000,
+      'malformed messages counted',
+    );
+    await a.call('broadcast', 'room.msg', { still: 'working' });
+    await waitFor(() => onB.got.length === 1, 10_000);
+    assert.ok(a.alive && b.alive);
+    assert.deepEqual(await a.call('peers'), [b.nodeId], 'no instance made up from garbage');
   });
 
   test('an adapter whose Redis is unreachable lets the server start and serve locally', async () => {
