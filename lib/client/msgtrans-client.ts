@@ -91,6 +91,11 @@ interface OutgoingCall {
  * pushes); when it drops, pending requests fail at once with a
  * {@link MsgTransConnectionError} and the client reconnects with backoff.
  * Its life is the state machine in `state` (see {@link MsgTransConnectionState}).
+ *
+ * With several `url`s (or a `dns://` name), the client keeps one such
+ * connection per replica and sends each call and event to one connected
+ * replica (`loadBalancing`); `state` is the most hopeful of theirs, so the
+ * client is connected while any replica is (see `replicas()`).
  */
 export class MsgTransClient
   extends ClientProxy<MsgTransClientEvents, string>
