@@ -132,6 +132,7 @@ export class MsgTransServer
       if (failed) {
         this.accepting = false;
         await Promise.all(this.listeners.map((l) => l.close().catch(() => undefined)));
+        await this.sessions.stopAdapter();
         this._status$.next(MsgTransStatus.DISCONNECTED);
         this.events.emit('error', failed.reason as Error, undefined);
         callback(failed.reason);

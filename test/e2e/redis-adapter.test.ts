@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Logger, Module, type DynamicModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { firstValueFrom } from 'rxjs';
+import { createServer as createNetServer } from 'node:net';
+import { EMPTY, firstValueFrom } from 'rxjs';
 import {
   MsgTransClient,
   MsgTransErrorCode,
@@ -350,6 +351,36 @@ describe('Redis adapter: sessions across instances', () => {
     await waitFor(() => onB.got.length === 1, 10_000);
     assert.ok(a.alive && b.alive);
     assert.deepEqual(await a.call('peers'), [b.nodeId], 'no instance made up from garbage');
+  });
+
+  test('a server whose listen() fails closes its adapter (no Redis connection keeps the process alive)', async () => {
+    const blocker = createNetServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as { port: number }).port;
+    const calls: string[] = [];
+    const adapter = {
+      nodeId: 'fake',
+      attach: async () => void calls.push('attach'),
+      close: async () => void calls.push('close'),
+      sessionAdded() {},
+      sessionRemoved() {},
+      roomJoined() {},
+      roomLeft() {},
+      isRemote: () => false,
+      join() {},
+      leave() {},
+      publish() {},
+      sendTo: () => EMPTY,
+      fetchSessions: async () => [],
+    };
+    try {
+      const server = new MsgTransServer({ listen: `tcp://127.0.0.1:${port}`, adapter });
+      const error = await new Promise((resolve) => server.listen(resolve));
+      assert.ok(error, 'the port is taken');
+      assert.deepEqual(calls, ['attach', 'close']);
+    } finally {
+      blocker.close();
+    }
   });
 
   test('an adapter whose Redis is unreachable lets the server start and serve locally', async () => {
