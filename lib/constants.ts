@@ -40,6 +40,18 @@ export const MSGTRANS_DEFAULTS = {
   whileDisconnected: 'auto',
   /** Client: retry a failed first connection as after a drop, without push subscribers too. */
   keepConnected: false,
+  /** Client with several replicas: how each call picks one. */
+  loadBalancing: 'round-robin',
+  /** Client with several replicas: a call whose connection failed before it was written tries another replica. */
+  retryOnConnectFailure: true,
+  /** Client: ms between DNS resolutions of `dns://` URLs. */
+  dnsRefreshInterval: 30_000,
+  /** Server adapter: ms a cluster query, or each value of a request relayed to another instance, may take. */
+  adapterRequestTimeout: 30_000,
+  /** Server in a `node:cluster` worker: a quic:// endpoint is refused unless each worker has its own port ('own-port'). */
+  quicInClusterWorker: 'refuse',
+  /** Server adapter: ms between an instance's heartbeats; an instance silent for 3 of them is taken as gone. */
+  adapterHeartbeatInterval: 5_000,
   /** Payloads at least this large are compressed, when compression is configured. */
   compressionThreshold: 1024,
   /** QUIC (`new QuicProtocol({...})` in `protocols`); see QuicProtocolOptions. */

@@ -19,6 +19,8 @@ export * from './ctx-host/msgtrans-context.js';
 export * from './server/msgtrans-server.js';
 export * from './client/msgtrans-client.js';
 export * from './client/msgtrans-record.js';
+export type { MsgTransLoadBalancing } from './client/load-balancer.js';
+export * from './server/msgtrans-adapter.interface.js';
 export * from './transport/ws/ws-listener.js';
 export * from './transport/ws/ws-protocol.js';
 export * from './transport/quic/quic-protocol.js';

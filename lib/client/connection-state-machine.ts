@@ -84,6 +84,11 @@ export class ConnectionStateMachine {
     return this.current === CONNECTED ? this.session : null;
   }
 
+  /** True between a failed attempt and the next success: calls in 'auto' mode fail at once. */
+  get failing(): boolean {
+    return this.current !== CONNECTED && this.lastFailure !== null;
+  }
+
   /** Calls waiting for a connection. */
   get waiting(): number {
     return this.waiters.size;

@@ -18,6 +18,7 @@ import { dispatchRoute, toWireRoute } from '../envelope/route.js';
 import { requestObservable } from '../session/request-observable.js';
 import { AUTH_ROUTE } from '../server/session-authenticator.js';
 import { MsgTransErrorCode } from '../errors/error-codes.js';
+import { MsgTransConfigError } from '../errors/msgtrans-config-error.js';
 import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
 import { MsgTransTimeoutError } from '../errors/msgtrans-timeout-error.js';
 import {
@@ -36,7 +37,9 @@ import {
 import { assertTlsOptions, parseEndpoint, type MsgTransEndpoint } from '../transport/endpoint.js';
 import { EventListeners } from '../transport/event-listeners.js';
 import type { MsgTransConnectContext, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
-import { ConnectionStateMachine, type ConnectionDriver } from './connection-state-machine.js';
+import type { ConnectionPolicy } from './connection-state-machine.js';
+import type { Replica } from './replica.js';
+import { dnsTargetProtocol, isDnsEndpoint, ReplicaPool, replicaTls } from './replica-pool.js';
 import { MsgTransRecord } from './msgtrans-record.js';
 
 /** Answers one request pushed by the server: a value, a Promise or an Observable. */
@@ -60,6 +63,13 @@ function replyReason(reply: unknown): string {
   }
 }
 
+/** The wire routes of `idempotentPatterns`, checked. */
+function idempotentRoutes(patterns: unknown[] | undefined): string[] {
+  if (patterns === undefined) return [];
+  if (!Array.isArray(patterns)) throw new MsgTransConfigError(MsgTransErrorCode.INVALID_OPTION, 'idempotentPatterns must be an array of patterns');
+  return patterns.map((pattern) => dispatchRoute(pattern));
+}
+
 function payloadOf(data: unknown): unknown {
   return data instanceof MsgTransRecord ? data.data : data;
 }
@@ -81,21 +91,27 @@ interface OutgoingCall {
  * pushes); when it drops, pending requests fail at once with a
  * {@link MsgTransConnectionError} and the client reconnects with backoff.
  * Its life is the state machine in `state` (see {@link MsgTransConnectionState}).
+ *
+ * With several `url`s (or a `dns://` name), the client keeps one such
+ * connection per replica and sends each call and event to one connected
+ * replica (`loadBalancing`); `state` is the most hopeful of theirs, so the
+ * client is connected while any replica is (see `replicas()`).
  */
 export class MsgTransClient
   extends ClientProxy<MsgTransClientEvents, string>
   implements MsgTransSessionHandler
 {
   protected readonly logger = new Logger(MsgTransClient.name);
-  private readonly endpoint: MsgTransEndpoint;
-  private readonly protocol: MsgTransProtocol;
+  private readonly protocols = new Map<string, MsgTransProtocol>();
   private readonly sessionOptions: MsgTransSessionOptions;
   private readonly connectContext: MsgTransConnectContext;
   private readonly events = new EventListeners<MsgTransClientEvents>();
   private readonly pushed = new Subject<IncomingMessage>();
   private readonly answerers = new Map<string, MsgTransClientRequestHandler>();
   private readonly keepConnected: boolean;
-  private readonly connection: ConnectionStateMachine;
+  private readonly connection: ReplicaPool;
+  // routes whose calls may be sent again to another replica after their connection dropped
+  private readonly idempotent: Set<string>;
   // Replies pass through serializeResponse/serializeError only when a subclass overrides them.
   private readonly serializesReplies: boolean;
 
@@ -103,21 +119,33 @@ export class MsgTransClient
     super();
     assertKnownOptions(options, 'client');
     assertTlsOptions(options.tls, 'client');
-    this.endpoint = parseEndpoint(options.url);
-    this.protocol = protocolFor(protocolTable(options.protocols), this.endpoint.protocol);
+    const urls = Array.isArray(options.url) ? options.url : [options.url];
+    if (urls.length === 0) throw new MsgTransConfigError(MsgTransErrorCode.INVALID_OPTION, 'url needs at least one endpoint');
+    const endpoints = urls.map((url) => parseEndpoint(url));
+    const table = protocolTable(options.protocols);
+    for (const endpoint of endpoints) {
+      const scheme = isDnsEndpoint(endpoint) ? dnsTargetProtocol(endpoint) : endpoint.protocol;
+      this.protocols.set(scheme, protocolFor(table, scheme));
+    }
     this.sessionOptions = resolveSessionOptions(options, options.requestTimeout ?? MSGTRANS_DEFAULTS.requestTimeout);
     this.connectContext = {
       limits: this.sessionOptions.limits,
-      tls: this.endpoint.tls ?? options.tls,
+      tls: options.tls,
       connectTimeout: positiveInteger('connectTimeout', options.connectTimeout, MSGTRANS_DEFAULTS.connectTimeout),
       heartbeatInterval: resolveHeartbeat(options),
     };
     this.keepConnected = flag('keepConnected', options.keepConnected, MSGTRANS_DEFAULTS.keepConnected);
-    this.connection = new ConnectionStateMachine(this.connectionDriver(), {
+    const policy: ConnectionPolicy = {
       reconnect: resolveReconnect(options.reconnect),
       whileDisconnected: oneOf('whileDisconnected', options.whileDisconnected, ['auto', 'wait', 'fail'], MSGTRANS_DEFAULTS.whileDisconnected),
       maxQueuedCalls: positiveInteger('maxQueuedCalls', options.maxQueuedCalls, MSGTRANS_DEFAULTS.maxQueuedCalls),
+    };
+    this.connection = new ReplicaPool(endpoints, this.replicaHost(), policy, {
+      loadBalancing: oneOf('loadBalancing', options.loadBalancing, ['round-robin', 'least-pending'], MSGTRANS_DEFAULTS.loadBalancing),
+      retryOnConnectFailure: flag('retryOnConnectFailure', options.retryOnConnectFailure, MSGTRANS_DEFAULTS.retryOnConnectFailure),
+      dnsRefreshInterval: positiveInteger('dnsRefreshInterval', options.dnsRefreshInterval, MSGTRANS_DEFAULTS.dnsRefreshInterval),
     });
+    this.idempotent = new Set(idempotentRoutes(options.idempotentPatterns));
     this.serializesReplies =
       this.serializeResponse !== ClientProxy.prototype['serializeResponse'] ||
       this.serializeError !== ClientProxy.prototype['serializeError'];
@@ -126,6 +154,11 @@ export class MsgTransClient
   /** Where the connection is: idle, connecting, authenticating, connected, reconnecting or closed. */
   get state(): MsgTransConnectionState {
     return this.connection.state;
+  }
+
+  /** Every replica the client knows (addresses found so far for `dns://` URLs) and the state of its connection. */
+  replicas(): { url: string; state: MsgTransConnectionState }[] {
+    return this.connection.members.map((replica) => ({ url: replica.name, state: replica.connection.state }));
   }
 
   /**
@@ -159,21 +192,31 @@ export class MsgTransClient
     if (isNil(pattern) || isNil(payloadOf(data))) return throwError(() => new InvalidMessageException());
     return new Observable<TResult>((subscriber) => {
       const call = this.outgoing(pattern, data);
-      const observer = this.replyObserver(subscriber);
+      let observer = this.replyObserver(subscriber);
       let session: MsgTransSession | null = null;
       let id = 0;
       // true once acquire() returned: a session handed over after that waited for the connection
       let waited = false;
       const startedAt = Date.now();
-      const withdraw = this.connection.acquire(
-        call.timeout,
-        (s) => {
-          if (subscriber.closed) return;
-          session = s;
-          id = this.request(s, call, this.replyTimeout(call, waited ? startedAt : 0), observer);
-        },
-        (err) => observer.error(err),
-      );
+      const start = (avoid: MsgTransSession | undefined) =>
+        this.connection.acquire(
+          call.timeout,
+          (s) => {
+            if (subscriber.closed) return;
+            session = s;
+            id = this.request(s, call, this.replyTimeout(call, waited ? startedAt : 0), observer);
+          },
+          (err) => observer.error(err),
+          avoid,
+        );
+      if (this.idempotent.size > 0 && this.idempotent.has(dispatchRoute(call.packet.pattern))) {
+        observer = this.retryOnDrop(observer, () => {
+          id = 0;
+          waited = true;
+          withdraw = start(session ?? undefined);
+        });
+      }
+      let withdraw = start(undefined);
       waited = true;
       return () => {
         withdraw();
@@ -304,9 +347,10 @@ export class MsgTransClient
 
   /** @internal session callback */
   onClose(session: MsgTransSession, error: Error | undefined): void {
-    if (this.connection.connected !== session) return;
+    const replica = this.connection.replicaOf(session);
+    if (!replica) return;
     if (error) {
-      this.logger.error(`Connection to ${this.describeEndpoint()} lost: ${error.message}`);
+      this.logger.error(`Connection to ${replica.name} lost: ${error.message}`);
       this.events.emit('error', error);
     }
     this.connection.sessionClosed(session);
@@ -396,17 +440,45 @@ export class MsgTransClient
     session.emit(wire.bizType, wire.route, packet.data, packet.metadata);
   }
 
-  /** How the state machine connects, authenticates and reports, bound to this client. */
-  private connectionDriver(): ConnectionDriver {
+  /**
+   * A call marked idempotent (`idempotentPatterns`) whose connection drops
+   * before any reply value arrived is sent once more, to another replica
+   * when one is connected.
+   */
+  private retryOnDrop(observer: ReplyObserver, again: () => void): ReplyObserver {
+    let answered = false;
+    let retried = false;
     return {
-      dial: async () => {
-        const connection = await this.protocol.connect(this.endpoint, this.connectContext);
+      next: (value) => {
+        answered = true;
+        observer.next(value);
+      },
+      error: (err) => {
+        if (!answered && !retried && err instanceof MsgTransConnectionError && err.code === MsgTransErrorCode.CONNECTION_CLOSED) {
+          retried = true;
+          again();
+          return;
+        }
+        observer.error(err);
+      },
+      complete: () => observer.complete(),
+    };
+  }
+
+  /** How each replica's state machine connects, authenticates and reports, bound to this client. */
+  private replicaHost(): ConstructorParameters<typeof ReplicaPool>[1] {
+    return {
+      dial: async (endpoint) => {
+        const protocol = this.protocols.get(endpoint.protocol)!;
+        const tls = replicaTls(endpoint, this.connectContext.tls);
+        const context = tls === this.connectContext.tls ? this.connectContext : { ...this.connectContext, tls };
+        const connection = await protocol.connect(endpoint, context);
         return new MsgTransSession(connection, this.sessionOptions, this);
       },
-      authenticate: (session) => this.authenticate(session),
+      authenticate: (session, where) => this.authenticate(session, where),
       wantsConnection: () => this.keepConnected || this.pushed.observed || this.answerers.size > 0,
-      transition: (from, to, error) => this.onTransition(from, to, error),
-      describeEndpoint: () => this.describeEndpoint(),
+      transition: (replica, from, to, error) => this.onTransition(replica, from, to, error),
+      poolTransition: (_from, to) => this.onPoolTransition(to),
     };
   }
 
@@ -415,7 +487,7 @@ export class MsgTransClient
    * refusal (`ERR_MSGTRANS_AUTH_FAILED`); the connection dropping or the
    * reply timing out is a connection failure, retried like any other.
    */
-  private authenticate(session: MsgTransSession): Promise<unknown> | undefined {
+  private authenticate(session: MsgTransSession, where: string): Promise<unknown> | undefined {
     const credentials = this.options.credentials;
     if (credentials === undefined) return undefined;
     const auth = requestObservable(session, () => ({
@@ -428,25 +500,29 @@ export class MsgTransClient
       if (err instanceof MsgTransConnectionError || err instanceof MsgTransTimeoutError) {
         throw new MsgTransConnectionError(
           MsgTransErrorCode.CONNECT_FAILED,
-          `Connection to ${this.describeEndpoint()} failed while presenting credentials: ${err.message}`,
+          `Connection to ${where} failed while presenting credentials: ${err.message}`,
           { cause: err },
         );
       }
       // A local Error means the credentials cannot be sent at all (they do not encode): no retry fixes that.
       const message =
         err instanceof Error
-          ? `Cannot present the credentials to ${this.describeEndpoint()}: ${err.message}`
-          : `${this.describeEndpoint()} refused the credentials: ${replyReason(err)}`;
+          ? `Cannot present the credentials to ${where}: ${err.message}`
+          : `${where} refused the credentials: ${replyReason(err)}`;
       throw new MsgTransConnectionError(MsgTransErrorCode.AUTH_FAILED, message, { cause: err });
     });
   }
 
-  private onTransition(_from: MsgTransConnectionState, to: MsgTransConnectionState, error: Error | undefined): void {
+  private onTransition(replica: Replica, _from: MsgTransConnectionState, to: MsgTransConnectionState, error: Error | undefined): void {
     if (error) this.events.emit('error', error);
+    if (to === MsgTransConnectionState.CONNECTED) this.events.emit('connect', replica.connection.connected!);
+  }
+
+  /** The client's status follows the pool: connected while any replica is. */
+  private onPoolTransition(to: MsgTransConnectionState): void {
     switch (to) {
       case MsgTransConnectionState.CONNECTED:
         this._status$.next(MsgTransStatus.CONNECTED);
-        this.events.emit('connect', this.connection.connected!);
         return;
       case MsgTransConnectionState.RECONNECTING:
         this._status$.next(MsgTransStatus.RECONNECTING);
@@ -459,6 +535,6 @@ export class MsgTransClient
   }
 
   private describeEndpoint(): string {
-    return `${this.endpoint.protocol}://${this.endpoint.host}:${this.endpoint.port}`;
+    return this.connection.describe();
   }
 }

@@ -51,6 +51,8 @@ const KNOWN_KEYS = {
     'maxPreAuthMessages',
     'maxPreAuthBytes',
     'requestTimeout',
+    'adapter',
+    'quicInClusterWorker',
   ]),
   client: new Set([
     ...COMMON_KEYS,
@@ -63,6 +65,10 @@ const KNOWN_KEYS = {
     'maxQueuedCalls',
     'credentials',
     'keepConnected',
+    'loadBalancing',
+    'retryOnConnectFailure',
+    'idempotentPatterns',
+    'dnsRefreshInterval',
   ]),
 };
 

@@ -67,6 +67,8 @@ export const MsgTransErrorCode = {
   REMOTE_ERROR: 'ERR_MSGTRANS_REMOTE_ERROR',
   /** An option is missing, malformed or unknown. */
   INVALID_OPTION: 'ERR_MSGTRANS_INVALID_OPTION',
+  /** A QUIC endpoint in a `node:cluster` worker that would share its UDP port with other workers. */
+  QUIC_CLUSTER_PORT: 'ERR_MSGTRANS_QUIC_CLUSTER_PORT',
   /** The URL names a protocol nobody registered. */
   UNKNOWN_PROTOCOL: 'ERR_MSGTRANS_UNKNOWN_PROTOCOL',
 } as const;

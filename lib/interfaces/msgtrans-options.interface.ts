@@ -5,6 +5,8 @@ import type { MsgTransListener } from '../transport/msgtrans-connection.interfac
 import type { MsgTransHeartbeatMode, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
 import type { MsgTransTlsOptions } from '../transport/tls-options.interface.js';
 import type { MsgTransAuthenticate } from '../server/session-authenticator.js';
+import type { MsgTransLoadBalancing } from '../client/load-balancer.js';
+import type { MsgTransAdapter } from '../server/msgtrans-adapter.interface.js';
 
 /** Payload compression for packets this side sends. Receiving always accepts zlib and zstd. */
 export interface MsgTransCompressionOptions {
@@ -102,6 +104,19 @@ export interface MsgTransServerOptions extends MsgTransCommonOptions {
   maxPreAuthBytes?: number;
   /** ms a request pushed to a client (`sessions.sendTo`) waits for its reply. 0 disables. Default 30000. */
   requestTimeout?: number;
+  /**
+   * Makes `sessions` (rooms, pushes, `sendTo`, presence) span every instance
+   * sharing it, e.g. `new MsgTransRedisAdapter({ url })` from
+   * `nestjs-msgtrans/redis`. Default: this process only.
+   */
+  adapter?: MsgTransAdapter;
+  /**
+   * In a `node:cluster` worker, a `quic://` endpoint is refused
+   * (`ERR_MSGTRANS_QUIC_CLUSTER_PORT`, workers cannot share a UDP port)
+   * unless this is `'own-port'`: you give each worker a port of its own
+   * (port 0 is still refused: in a worker it is shared). Default `'refuse'`.
+   */
+  quicInClusterWorker?: 'refuse' | 'own-port';
 }
 
 /**
@@ -127,8 +142,34 @@ export interface MsgTransReconnectOptions {
 
 /** Options of {@link MsgTransClient}. */
 export interface MsgTransClientOptions extends MsgTransCommonOptions {
-  /** Where to connect, e.g. `'tcp://127.0.0.1:8001'` or `'tls://service:8443'`. */
-  url: string | MsgTransEndpointOptions;
+  /**
+   * Where to connect, e.g. `'tcp://127.0.0.1:8001'` or `'tls://service:8443'`;
+   * a list for a service with several replicas (one connection each, calls
+   * spread by `loadBalancing`). `dns://name:port` (tcp) or
+   * `dns+<scheme>://name:port` connects to every A/AAAA address of `name`,
+   * re-resolved every `dnsRefreshInterval` ms (a Kubernetes headless service).
+   */
+  url: string | MsgTransEndpointOptions | (string | MsgTransEndpointOptions)[];
+  /**
+   * With several replicas: `'round-robin'` (default) or `'least-pending'`
+   * (the replica with the fewest calls awaiting a reply). Events follow the
+   * same choice; pushes from every replica reach `incoming()`.
+   */
+  loadBalancing?: MsgTransLoadBalancing;
+  /**
+   * With several replicas: a call whose connection failed before its
+   * request was written (refused, unreachable) is sent to another replica
+   * instead of failing. Never after it was written; see `idempotentPatterns`. Default true.
+   */
+  retryOnConnectFailure?: boolean;
+  /**
+   * Patterns safe to run twice: such a call whose connection drops after its
+   * request was written but before any reply arrived is sent once more (to
+   * another replica when one is connected). Default: none.
+   */
+  idempotentPatterns?: unknown[];
+  /** ms between DNS resolutions of `dns://` URLs. Default 30000. */
+  dnsRefreshInterval?: number;
   /** TLS settings for `tls://` URLs (CA to trust, client certificate for mutual TLS). */
   tls?: MsgTransTlsOptions;
   /**

@@ -33,6 +33,7 @@ import {
 import { assertTlsOptions, parseEndpoint, type HttpServer } from '../transport/endpoint.js';
 import { MsgTransSessions } from './msgtrans-sessions.js';
 import { GatedSession } from './gated-session.js';
+import { assertQuicClusterLayout } from './cluster-layout.js';
 import { AUTH_ROUTE, SessionAuthenticator } from './session-authenticator.js';
 import { EventListeners } from '../transport/event-listeners.js';
 import type {
@@ -109,8 +110,10 @@ export class MsgTransServer
       options,
       positiveInteger('requestTimeout', options.requestTimeout, MSGTRANS_DEFAULTS.requestTimeout),
     );
+    assertQuicClusterLayout(options);
     this.maxConnections = positiveInteger('maxConnections', options.maxConnections, MSGTRANS_DEFAULTS.maxConnections);
     this.listeners = this.createListeners(options);
+    if (options.adapter) this.sessions.useAdapter(options.adapter, this.sessionOptions.codec);
     this.shutdownTimeout = positiveInteger('shutdownTimeout', options.shutdownTimeout, MSGTRANS_DEFAULTS.shutdownTimeout);
     const authTimeout = positiveInteger('authTimeout', options.authTimeout, MSGTRANS_DEFAULTS.authTimeout);
     const preAuthLimits = {
@@ -134,6 +137,7 @@ export class MsgTransServer
    */
   async listen(callback: (error?: unknown) => void): Promise<void> {
     try {
+      await this.sessions.startAdapter();
       this.accepting = true;
       const onConnection = (connection: MsgTransConnection) => this.accept(connection);
       const onError = (error: Error) => {
@@ -145,6 +149,7 @@ export class MsgTransServer
       if (failed) {
         this.accepting = false;
         await Promise.all(this.listeners.map((l) => l.close().catch(() => undefined)));
+        await this.sessions.stopAdapter();
         this._status$.next(MsgTransStatus.DISCONNECTED);
         this.events.emit('error', failed.reason as Error, undefined);
         callback(failed.reason);
@@ -179,6 +184,7 @@ export class MsgTransServer
     for (const session of [...this.held, ...this.sessions.all()]) session.close();
     this.held.clear();
     await Promise.all(this.listeners.map((l) => l.close()));
+    await this.sessions.stopAdapter();
     this.draining = false;
     this._status$.next(MsgTransStatus.DISCONNECTED);
   }

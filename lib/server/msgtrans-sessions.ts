@@ -4,6 +4,9 @@ import { MsgTransErrorCode } from '../errors/error-codes.js';
 import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
 import type { MsgTransSession } from '../session/msgtrans-session.js';
 import { requestObservable } from '../session/request-observable.js';
+import type { MsgTransCodec } from '../envelope/msgtrans-codec.interface.js';
+import type { MsgTransAdapter, MsgTransPresenceEvent, MsgTransSessionInfo } from './msgtrans-adapter.interface.js';
+import { SessionsAdapterHost, sessionInfo } from './sessions-adapter-host.js';
 
 /** A session that ended, and why. */
 export interface MsgTransSessionClosed {
@@ -33,11 +36,17 @@ export class MsgTransSessions {
   private readonly roomsOf = new Map<string, Set<string>>();
   private readonly connectedSubject = new Subject<MsgTransSession>();
   private readonly closedSubject = new Subject<MsgTransSessionClosed>();
+  private readonly presenceSubject = new Subject<MsgTransPresenceEvent>();
+  // spans the cluster when set (server option `adapter`); null: this process only
+  private adapter: MsgTransAdapter | null = null;
+  private adapterHost: SessionsAdapterHost | null = null;
 
   /** Emits every session as it connects. */
   readonly connected$: Observable<MsgTransSession> = this.connectedSubject.asObservable();
   /** Emits every session as it closes, with the reason and the rooms it left. */
   readonly closed$: Observable<MsgTransSessionClosed> = this.closedSubject.asObservable();
+  /** Sessions connecting and closing on every instance of the cluster (with an adapter), this one's included. */
+  readonly presence$: Observable<MsgTransPresenceEvent> = this.presenceSubject.asObservable();
 
   /** Number of open sessions. */
   get size(): number {
@@ -54,26 +63,34 @@ export class MsgTransSessions {
     return [...this.open.values()];
   }
 
-  /** Puts a session in a room (a named group). Returns false if the session is not open. */
+  /**
+   * Puts a session in a room (a named group). Returns false if the session
+   * is not open (with an adapter: on no instance this one knows of; a
+   * session on another instance joins there, asynchronously).
+   */
   join(session: SessionRef, room: string): boolean {
     const id = idOf(session);
-    if (!this.open.has(id)) return false;
+    if (!this.open.has(id)) return this.adapter?.isRemote(id) ? (this.adapter.join(id, room), true) : false;
     let members = this.rooms.get(room);
+    const created = !members;
     if (!members) this.rooms.set(room, (members = new Set()));
     members.add(id);
     let joined = this.roomsOf.get(id);
     if (!joined) this.roomsOf.set(id, (joined = new Set()));
     joined.add(room);
+    this.adapter?.roomJoined(id, room, created);
     return true;
   }
 
   /** Takes a session out of a room. */
   leave(session: SessionRef, room: string): void {
     const id = idOf(session);
+    if (this.adapter?.isRemote(id) && !this.open.has(id)) return this.adapter.leave(id, room);
     const members = this.rooms.get(room);
-    members?.delete(id);
+    const left = members?.delete(id) ?? false;
     if (members?.size === 0) this.rooms.delete(room);
     this.roomsOf.get(id)?.delete(room);
+    if (left) this.adapter?.roomLeft(id, room, members!.size === 0);
   }
 
   /** The sessions in a room. */
@@ -88,22 +105,31 @@ export class MsgTransSessions {
     return [...(this.roomsOf.get(idOf(session)) ?? [])];
   }
 
-  /** Sends an event to one session. Returns false if it is not open. */
+  /** Sends an event to one session, on whichever instance it is (with an adapter). Returns false if it is not open. */
   emitTo(session: SessionRef, pattern: unknown, data: unknown, metadata?: Record<string, string>): boolean {
     const target = this.open.get(idOf(session));
+    if (!target && this.adapter?.isRemote(idOf(session))) {
+      this.adapter.publish({ session: idOf(session) }, { wire: toWireRoute(pattern), data, metadata, except: undefined });
+      return true;
+    }
     if (!target || target.closed) return false;
     const wire = toWireRoute(pattern);
     target.emit(wire.bizType, wire.route, data, metadata);
     return true;
   }
 
-  /** Sends an event to every session in a room, optionally but one. Returns how many it went to. */
+  /**
+   * Sends an event to every session in a room, optionally but one; with an
+   * adapter, on every instance. Returns how many sessions of this instance it went to.
+   */
   emitToRoom(room: string, pattern: unknown, data: unknown, options: PushOptions = {}): number {
+    this.adapter?.publish({ room }, toPush(pattern, data, options));
     return this.emitToMany(this.members(room), pattern, data, options);
   }
 
-  /** Sends an event to every open session, optionally but one. Returns how many it went to. */
+  /** Sends an event to every open session (with an adapter, of every instance), optionally but one. Returns how many of this instance's. */
   broadcast(pattern: unknown, data: unknown, options: PushOptions = {}): number {
+    this.adapter?.publish({ all: true }, toPush(pattern, data, options));
     return this.emitToMany(this.all(), pattern, data, options);
   }
 
@@ -115,6 +141,7 @@ export class MsgTransSessions {
   sendTo<T = unknown>(session: SessionRef, pattern: unknown, data: unknown, metadata?: Record<string, string>): Observable<T> {
     const id = idOf(session);
     const wire = toWireRoute(pattern);
+    if (this.adapter?.isRemote(id) && !this.open.has(id)) return this.adapter.sendTo<T>(id, wire, data, metadata);
     return requestObservable<T>(
       () =>
         this.open.get(id) ??
@@ -127,6 +154,7 @@ export class MsgTransSessions {
   add(session: MsgTransSession): void {
     this.open.set(session.id, session);
     this.connectedSubject.next(session);
+    this.announce('connected', sessionInfo(session, this.adapter, []));
   }
 
   /** @internal called by the server */
@@ -136,6 +164,40 @@ export class MsgTransSessions {
     for (const room of rooms) this.leave(session, room);
     this.roomsOf.delete(session.id);
     this.closedSubject.next({ session, error, rooms });
+    this.announce('closed', sessionInfo(session, this.adapter, rooms));
+  }
+
+  /**
+   * Every session of the cluster with its instance, protocol, address and
+   * rooms (with an adapter: instances that do not answer in time are left
+   * out); without an adapter, this process's.
+   */
+  fetchSessions(): Promise<MsgTransSessionInfo[]> {
+    return this.adapter ? this.adapter.fetchSessions() : Promise.resolve(this.all().map((s) => sessionInfo(s, null, this.roomsOfSession(s))));
+  }
+
+  /** @internal called by the server: spans the cluster through `adapter`, carrying data with `codec`. */
+  useAdapter(adapter: MsgTransAdapter, codec: MsgTransCodec): void {
+    this.adapter = adapter;
+    this.adapterHost = new SessionsAdapterHost(this, codec, (event) => this.presenceSubject.next(event));
+  }
+
+  /** @internal called by the server's listen() and close() */
+  async startAdapter(): Promise<void> {
+    if (this.adapter && this.adapterHost) await this.adapter.attach(this.adapterHost);
+  }
+
+  /** @internal */
+  async stopAdapter(): Promise<void> {
+    await this.adapter?.close();
+  }
+
+  private announce(type: MsgTransPresenceEvent['type'], info: MsgTransSessionInfo): void {
+    if (this.adapter) {
+      if (type === 'connected') this.adapter.sessionAdded(info);
+      else this.adapter.sessionRemoved(info);
+    }
+    if (this.presenceSubject.observed) this.presenceSubject.next({ type, session: withoutRooms(info), local: true });
   }
 
   private emitToMany(targets: MsgTransSession[], pattern: unknown, data: unknown, options: PushOptions): number {
@@ -157,6 +219,19 @@ export interface PushOptions {
   except?: SessionRef;
   /** Extension-header metadata for the event. */
   metadata?: Record<string, string>;
+}
+
+function toPush(pattern: unknown, data: unknown, options: PushOptions) {
+  return {
+    wire: toWireRoute(pattern),
+    data,
+    metadata: options.metadata,
+    except: options.except === undefined ? undefined : idOf(options.except),
+  };
+}
+
+function withoutRooms(info: MsgTransSessionInfo): Omit<MsgTransSessionInfo, 'rooms'> {
+  return { id: info.id, node: info.node, protocol: info.protocol, remoteAddress: info.remoteAddress };
 }
 
 function idOf(session: SessionRef): string {

@@ -53,6 +53,12 @@ export class TestController {
     return data;
   }
 
+  /** Which process answered: tells replicas apart. */
+  @MessagePattern('pid')
+  pid() {
+    return process.pid;
+  }
+
   @MessagePattern('echo.async')
   async echoAsync(@Payload() data: unknown) {
     await new Promise((resolve) => setImmediate(resolve));
