@@ -227,6 +227,8 @@ export class MsgTransClient
 
   /** @internal session callback: an event pushed by the server. */
   onEvent(_session: MsgTransSession, message: IncomingMessage): void {
+    // decoded here, where a bad payload closes the connection, not in a subscriber's pipe
+    void message.data;
     this.pushed.next(message);
   }
 

@@ -35,6 +35,7 @@ const COMMON_KEYS = [
   'incompleteMessageTimeout',
   'maxSendBufferSize',
   'sendStallTimeout',
+  'maxStreamBacklog',
   'maxInFlight',
 ];
 const KNOWN_KEYS = {
@@ -129,6 +130,7 @@ export function resolveSessionOptions(options: MsgTransCommonOptions, requestTim
       sendStallTimeout: positiveInteger('sendStallTimeout', options.sendStallTimeout, MSGTRANS_DEFAULTS.sendStallTimeout),
     },
     maxInFlight: positiveInteger('maxInFlight', options.maxInFlight, MSGTRANS_DEFAULTS.maxInFlight),
+    maxStreamBacklog: positiveInteger('maxStreamBacklog', options.maxStreamBacklog, MSGTRANS_DEFAULTS.maxStreamBacklog),
     codec: options.codec ?? new JsonCodec(),
     compression,
     requestTimeout: positiveInteger('requestTimeout', requestTimeout, 0),

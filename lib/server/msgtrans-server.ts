@@ -356,8 +356,13 @@ export class MsgTransServer
     this.events.emit('connect', session);
     for (const message of queued) {
       if (session.closed) return;
-      if (message.packetType === PacketType.REQUEST) this.onRequest(session, message);
-      else this.onEvent(session, message);
+      try {
+        if (message.packetType === PacketType.REQUEST) this.onRequest(session, message);
+        else this.onEvent(session, message);
+      } catch (err) {
+        // data is decoded on first read: a bad payload held since before authentication closes this session only
+        session.close(err as Error);
+      }
     }
   }
 
