@@ -319,6 +319,12 @@ for (const protocol of PROTOCOL_CASES) {
         assert.ok(emitted instanceof MsgTransEncodeError, `emit: expected MsgTransEncodeError, got ${String(emitted)}`);
         assert.equal((emitted as MsgTransError).code, MsgTransErrorCode.ENCODE_FAILED);
       }
+      // and a server push of such a value: a typed error for that one event, the session stays open
+      assert.throws(
+        () => running.server.sessions.emitTo(session, 'push', { n: 10n }),
+        (err: unknown) => err instanceof MsgTransEncodeError && err.code === MsgTransErrorCode.ENCODE_FAILED,
+      );
+      assert.equal(session.closed, false);
       assert.equal(await call(client, 'echo', 'fine'), 'fine');
       assert.equal((await onlySession(running)), session);
       assert.equal(disconnects, 0);
