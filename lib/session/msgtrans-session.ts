@@ -385,14 +385,18 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
     this.drainPoll = null;
   }
 
-  /** Graceful close: whatever waits goes to the connection, which flushes it before it closes. */
+  /**
+   * Graceful close: replies and events that wait go to the connection, which
+   * flushes them before it closes. Requests that wait are not sent: their
+   * callers are told the session closed, so the peer must not run them.
+   */
   private flushBacklog(): void {
     const backlog = this.backlog;
     if (backlog === null) return;
     for (let item = backlog.shift(); item !== undefined; item = backlog.shift()) {
       if (item instanceof StreamReply) {
         while (item.drainOne());
-      } else {
+      } else if (item[2] !== PacketType.REQUEST) {
         this.connection.send(item);
       }
     }

@@ -503,6 +503,32 @@ describe('session defects at the wire (raw TCP peer)', () => {
     });
   });
 
+  // The session hands its backlog to the connection on close; today's TcpConnection then drops the
+  // connection at write (unsent bytes over maxSendBufferSize) instead of applying sendStallTimeout.
+  const todo = 'needs the transports\' sendStallTimeout rule (no SEND_BUFFER_FULL at write)';
+  test('item 3: events held by backpressure are delivered by a graceful close of the session', { todo }, async () => {
+    const running = await startServer({ listen: 'tcp://127.0.0.1:0', maxSendBufferSize: 256 * 1024 });
+    const peer = await RawTcpPeer.open(running.url);
+    peer.socket.pause();
+    const session = await onlySession(running);
+    let pushed = 0;
+    // the peer does not read: the kernel's buffers, then the connection's backlog fill up
+    for (let i = 0; i < 2000 && !session.congested; i++) {
+      running.server.sessions.emitTo(session, 'big.push', Buffer.alloc(64 * 1024, i % 251));
+      pushed++;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.equal(session.congested, true);
+    // two more wait in the session, then the session closes gracefully
+    for (let i = 0; i < 2; i++) running.server.sessions.emitTo(session, 'big.push', Buffer.alloc(64 * 1024, pushed++ % 251));
+    session.close();
+    peer.socket.resume();
+    await waitFor(() => peer.closed, BOUND);
+    const events = peer.packets.filter((p) => p.packetType === ONE_WAY);
+    assert.equal(events.length, pushed, 'every event pushed before the close was delivered');
+    events.forEach((e, i) => assert.equal(e.payload[0], i % 251));
+  });
+
   test('item 5: REQUEST and CANCEL together to an async handler: no reply at all, and the connection goes on', async () => {
     const running = await startServer({ listen: 'tcp://127.0.0.1:0' });
     const peer = await RawTcpPeer.open(running.url);
