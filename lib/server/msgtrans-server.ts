@@ -269,6 +269,11 @@ export class MsgTransServer
     return this.onProcessingStartHook === this.defaultStartHook && !(this.onProcessingEndHook as unknown);
   }
 
+  /** @internal session callback: a reply went out as an ERROR because what the handler produced could not be sent */
+  onReplyFailure(session: MsgTransSession, message: IncomingMessage, error: MsgTransError): void {
+    this.logger.error(`Reply to "${message.route}" on session ${session.id} sent as an error: [${error.code}] ${error.message}`);
+  }
+
   /** @internal session callback */
   onClose(session: MsgTransSession, error: Error | undefined): void {
     this.authenticator?.forget(session);

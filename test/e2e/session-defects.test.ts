@@ -272,9 +272,13 @@ for (const protocol of PROTOCOL_CASES) {
       const running = await startOn(protocol);
       const client = await clientOf(protocol, running.url);
       const uncaughtBefore = uncaught.length;
+      const logged: string[] = [];
+      (running.server as unknown as { logger: { error(m: unknown): void } }).logger.error = (m) => logged.push(String(m));
       const circ = await rejection(lastValueFrom(client.send('rpc.circular', {})), BOUND, 'rpc.circular');
       // what can be encoded of the error travels; the cycle stays home
       assert.deepEqual(circ, { message: 'upstream failed' });
+      assert.equal(logged.length, 1, `the server logs it once: ${logged.join(' | ')}`);
+      assert.match(logged[0], /rpc\.circular.*ERR_MSGTRANS_ENCODE_FAILED/);
       const big = await rejection(lastValueFrom(client.send('rpc.bigint', {})), BOUND, 'rpc.bigint');
       assert.deepEqual(big, { message: 'counted' });
       assert.equal(await call(client, 'echo', 'still serving'), 'still serving');
