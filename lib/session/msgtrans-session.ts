@@ -169,6 +169,8 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
     try {
       packet = this.encodeRouted(PacketType.REQUEST, bizType, id, route, metadata, data);
     } catch (err) {
+      // nothing was sent: the id goes to the next packet, so ids still go up by one per packet
+      this.nextId = id;
       observer.error(err);
       return 0;
     }
@@ -185,7 +187,14 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
    */
   emit(bizType: number, route: string | undefined, data: unknown, metadata: Record<string, string> | undefined): void {
     if (this.isClosed) throw this.closedError();
-    const packet = this.encodeRouted(PacketType.ONE_WAY, bizType, this.takeId(), route, metadata, data);
+    const id = this.takeId();
+    let packet: Buffer;
+    try {
+      packet = this.encodeRouted(PacketType.ONE_WAY, bizType, id, route, metadata, data);
+    } catch (err) {
+      this.nextId = id;
+      throw err;
+    }
     if (this.backlog !== null) {
       // A peer that leaves this much unread while pushes keep coming is not
       // reading: drop it rather than hold pushes without bound.
@@ -256,8 +265,9 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
   /**
    * Closes the session. Pending requests fail at once with `pendingError`
    * (default: a connection-closed error); replies in progress are cancelled.
-   * Without `error`, packets waiting for the connection to drain are handed
-   * to it first, so a graceful close loses nothing already sent.
+   * Without `error`, replies and events waiting for the connection to drain
+   * are handed to it first, so a graceful close loses none of them; requests
+   * still waiting are not sent (their callers get `pendingError`).
    */
   close(error?: Error, pendingError?: Error): void {
     if (this.isClosed) return;

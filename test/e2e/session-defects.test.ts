@@ -591,6 +591,28 @@ describe('session defects at the wire (raw TCP peer)', () => {
     assert.equal(cancel.compression, NONE, 'CANCEL compression');
   });
 
+  test('item 1: a call or event that cannot be encoded takes no message id: the ids on the wire still go up by one', async () => {
+    const received: InPacket[] = [];
+    const server = createServer((socket) => {
+      const splitter = new StreamSplitter((p) => received.push(p));
+      socket.on('data', (chunk: Buffer) => splitter.push(chunk));
+      socket.on('error', () => undefined);
+      sockets.push(socket);
+    });
+    netServers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    const client = new MsgTransClient({ url: `tcp://127.0.0.1:${port}`, reconnect: false });
+    clients.push(client);
+    await within(client.connect(), BOUND, 'connect');
+    await rejection(lastValueFrom(client.send('a', { n: 1n })), BOUND, 'bad send');
+    client.send('a', 1).subscribe({ error: () => undefined });
+    await rejection(lastValueFrom(client.emit('e', { n: 1n }), { defaultValue: undefined }), BOUND, 'bad emit');
+    await lastValueFrom(client.emit('e', 2), { defaultValue: undefined });
+    await waitFor(() => received.length === 2, BOUND);
+    assert.deepEqual(received.map((p) => [p.packetType, p.messageId]), [[REQUEST, 1], [ONE_WAY, 2]]);
+  });
+
   test('item 7: a payload for a route nobody handles is never decoded: the peer gets the no-handler error, not a closed connection', async () => {
     const running = await startServer({ listen: 'tcp://127.0.0.1:0' });
     const peer = await RawTcpPeer.open(running.url);
