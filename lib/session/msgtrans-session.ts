@@ -101,7 +101,8 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
   // requests from the peer whose reply has not ended yet
   private answering = 0;
   private pendingError: Error | undefined;
-  // packets (and streamed replies) waiting for the connection to drain; null while it keeps up
+  // packets waiting for the connection to drain, in the order they were produced (a StreamReply
+  // stands for its next waiting value); null while the connection keeps up
   private backlog: Fifo<Buffer | StreamReply> | null = null;
   // bytes of one-way packets in the backlog: pushes are not bounded by anything else
   private backlogEventBytes = 0;
@@ -374,12 +375,12 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
     if (backlog === null || this.isClosed) return;
     const limit = this.options.limits.maxSendBufferSize;
     const connection = this.connection;
-    // bounded: every round removes an item or sends a packet of a reply, which holds finitely many
+    // bounded: every round removes one item
     while (backlog.size > 0) {
       if (connection.bufferedAmount >= limit) return;
       const item = backlog.shift()!;
       if (item instanceof StreamReply) {
-        if (item.drainOne()) backlog.push(item);
+        item.drainOne();
         continue;
       }
       if (item[2] === PacketType.ONE_WAY && !(item.readUInt16BE(14) & PacketFlag.CANCEL)) this.backlogEventBytes -= item.length;
@@ -405,7 +406,7 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
     if (backlog === null) return;
     for (let item = backlog.shift(); item !== undefined; item = backlog.shift()) {
       if (item instanceof StreamReply) {
-        while (item.drainOne());
+        item.drainOne();
       } else if (item[2] !== PacketType.REQUEST) {
         this.connection.send(item);
       }

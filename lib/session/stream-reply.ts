@@ -23,7 +23,7 @@ export interface ReplySink {
   sendResponse(request: IncomingMessage, flags: number, data: unknown, direct: boolean): boolean;
   /** Calls {@link StreamReply.turnEnded} once the current turn is over. */
   holdUntilTurnEnd(reply: StreamReply): void;
-  /** Puts the reply at the back of the session's backlog; it is asked for one packet at a time. */
+  /** Takes a place at the back of the session's backlog for one waiting value (or the end) of the reply. */
   enqueueReply(reply: StreamReply): void;
   /** The reply is over: ended, failed, cancelled or its session closed. Called once. */
   replyEnded(reply: StreamReply): void;
@@ -38,8 +38,10 @@ export interface ReplySink {
  * have run), never until a next value comes.
  *
  * While the connection is congested the values wait here unencoded, by
- * reference, and are encoded one at a time as it drains; more than
- * `maxStreamBacklog` of them fail this reply alone.
+ * reference, each with a place in the session's backlog so that packets
+ * leave in the order they were produced, and are encoded one at a time as
+ * the connection drains; more than `maxStreamBacklog` of them fail this
+ * reply alone.
  */
 export class StreamReply implements Observer<unknown> {
   /** Nothing more is sent for this reply. */
@@ -53,7 +55,7 @@ export class StreamReply implements Observer<unknown> {
   private held: unknown = undefined;
   private holding = false;
   private streamed = false;
-  // values waiting for the connection; non-null only while the session holds this reply in its backlog
+  // values waiting for the connection, unencoded; the session's backlog holds one place per value
   private queue: Fifo<unknown> | null = null;
   private terminalFlags = NONE;
   private terminalData: unknown = undefined;
@@ -128,25 +130,18 @@ export class StreamReply implements Observer<unknown> {
   }
 
   /**
-   * Called by the session when this reply is at the head of its backlog:
-   * sends one packet, directly. Returns true if more wait (the session puts
-   * the reply back at the tail: replies take turns).
+   * Called by the session when one of this reply's places in its backlog
+   * comes up (one per waiting value or end, in the order they were
+   * produced): sends that value or the end, directly.
    */
-  drainOne(): boolean {
-    if (this.ended) return false;
+  drainOne(): void {
+    if (this.ended) return;
     const queue = this.queue;
     if (queue !== null && queue.size > 0) {
-      if (!this.sink.sendResponse(this.request, PacketFlag.MORE, queue.shift(), true)) {
-        this.end();
-        return false;
-      }
-      if (queue.size > 0 || this.terminalFlags !== NONE) return true;
-      this.queue = null;
-      return false;
+      if (!this.sink.sendResponse(this.request, PacketFlag.MORE, queue.shift(), true)) this.end();
+      return;
     }
-    this.queue = null;
     if (this.terminalFlags !== NONE) this.sendTerminal(true);
-    return false;
   }
 
   private releaseHeld(): void {
@@ -158,15 +153,13 @@ export class StreamReply implements Observer<unknown> {
   }
 
   private push(value: unknown): void {
-    if (this.queue === null && !this.sink.congested) {
+    // values of this reply wait only while the session is congested: not congested, none wait
+    if (!this.sink.congested) {
       if (!this.sink.sendResponse(this.request, PacketFlag.MORE, value, false)) this.end();
       return;
     }
-    if (this.queue === null) {
-      this.queue = new Fifo();
-      this.sink.enqueueReply(this);
-    }
-    if (this.queue.size >= this.sink.maxStreamBacklog) {
+    const queue = (this.queue ??= new Fifo());
+    if (queue.size >= this.sink.maxStreamBacklog) {
       this.queue = null;
       this.terminalFlags = NONE;
       this.sink.sendResponse(
@@ -181,15 +174,16 @@ export class StreamReply implements Observer<unknown> {
       this.end();
       return;
     }
-    this.queue.push(value);
+    queue.push(value);
+    this.sink.enqueueReply(this);
   }
 
   private finish(flags: number, data: unknown): void {
     this.terminalFlags = flags;
     this.terminalData = data;
-    // values of this reply still waiting: the end goes out behind them
-    if (this.queue !== null) return;
-    this.sendTerminal(false);
+    // congested: behind whatever was produced before it, values of this reply included
+    if (this.sink.congested) this.sink.enqueueReply(this);
+    else this.sendTerminal(false);
   }
 
   private sendTerminal(direct: boolean): void {

@@ -533,6 +533,22 @@ describe('session defects at the wire (raw TCP peer)', () => {
     events.forEach((e, i) => assert.equal(e.payload[0], i % 251));
   });
 
+  test('item 3: packets held by backpressure leave in the order they were produced', async () => {
+    const running = await startServer({ listen: 'tcp://127.0.0.1:0', maxSendBufferSize: 256 * 1024 });
+    const peer = await RawTcpPeer.open(running.url);
+    peer.socket.pause();
+    const session = await onlySession(running);
+    peer.write(jsonRequest(5, 'stream.buffers', { n: 80, size: 64 * 1024 }));
+    await waitFor(() => session.congested, BOUND);
+    // produced after the whole stream (values and END): must arrive after it
+    running.server.sessions.emitTo(session, 'after.stream', 'late');
+    peer.socket.resume();
+    await waitFor(() => peer.packets.some((p) => p.packetType === ONE_WAY), BOUND);
+    const order = peer.packets.map((p) => (p.packetType === ONE_WAY ? 'event' : p.flags & END ? 'end' : 'value'));
+    assert.deepEqual(order, [...Array(80).fill('value'), 'end', 'event']);
+    peer.packetsFor(5).slice(0, 80).forEach((p, i) => assert.equal(p.payload[0], i));
+  });
+
   test('item 5: REQUEST and CANCEL together to an async handler: no reply at all, and the connection goes on', async () => {
     const running = await startServer({ listen: 'tcp://127.0.0.1:0' });
     const peer = await RawTcpPeer.open(running.url);
