@@ -212,6 +212,9 @@ export class MsgTransClient
     };
   }
 
+  /** @internal session option: errors thrown by answer() handlers travel with their message (no filter sees them) */
+  readonly exposeErrorMessages = true;
+
   /** @internal session callback: a request pushed by the server. */
   onRequest(session: MsgTransSession, message: IncomingMessage): void {
     const handler = this.answerers.get(message.route);

@@ -34,6 +34,13 @@ export interface MsgTransSessionHandler {
    * instead. For logging; optional.
    */
   onReplyFailure?(session: MsgTransSession, message: IncomingMessage, error: MsgTransError): void;
+  /**
+   * Plain Errors in replies travel as `{ status, message }`. Default (unset):
+   * as Nest's `{ status: 'error', message: 'Internal server error' }`, since
+   * on a server an Error that reaches the session bypassed Nest's filters
+   * (a processing hook's, a bug's) and its message may hold internals.
+   */
+  readonly exposeErrorMessages?: boolean;
 }
 
 /** Settings a session runs with, resolved from server or client options. */
@@ -435,7 +442,7 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
    * encode of the error is left out, down to Nest's generic error.
    */
   private encodeError(request: IncomingMessage, error: unknown): Buffer {
-    const value = serializeError(error);
+    const value = serializeError(error, this.handler.exposeErrorMessages === true);
     const { bizType, messageId } = request;
     try {
       return this.encode(PacketType.RESPONSE, bizType, messageId, PacketFlag.ERROR, EMPTY, value);

@@ -9,19 +9,22 @@ export const INTERNAL_ERROR = Object.freeze({ status: 'error', message: 'Interna
  * The value an error reply carries. Errors travel as the codec encoding of
  * what Nest's exception filters produced (`{ status, message }` for
  * RpcException, whatever the filter returned otherwise), and that is what
- * normally arrives here. An RpcException that bypassed the filters is
- * rendered as the filter would; a bare Error would encode as `{}`, so it is
- * spelled out. An encode failure is the library's own internals: the peer
- * gets Nest's generic error and the code.
+ * normally arrives here. What did not pass a filter is rendered as the
+ * filter would: an RpcException as `{ status, message }` or its object, a
+ * library error as `{ status, message, code }`, an encode failure as Nest's
+ * generic error with its code, and any other Error (a processing hook's, a
+ * bug's) as Nest's generic error, so internals stay home, unless
+ * `exposeMessages` (the client's `answer()` handlers, which no filter sees)
+ * asks for `{ status, message }`.
  */
-export function serializeError(error: unknown): unknown {
+export function serializeError(error: unknown, exposeMessages = false): unknown {
   if (error instanceof MsgTransEncodeError) return { ...INTERNAL_ERROR, code: error.code };
   if (error instanceof MsgTransError) return { status: 'error', message: error.message, code: error.code };
   if (error instanceof RpcException) {
     const value = error.getError();
     return typeof value === 'object' && value !== null ? value : { status: 'error', message: value };
   }
-  if (error instanceof Error) return { status: 'error', message: error.message };
+  if (error instanceof Error) return exposeMessages ? { status: 'error', message: error.message } : INTERNAL_ERROR;
   return error;
 }
 

@@ -629,6 +629,17 @@ describe('session defects at the wire (raw TCP peer)', () => {
     assert.deepEqual(received.map((p) => [p.packetType, p.messageId]), [[REQUEST, 1], [ONE_WAY, 2]]);
   });
 
+  test('item 1: an Error that bypassed Nest\'s filters (a processing hook\'s) reaches the caller as Nest\'s generic error, not its message', async () => {
+    const running = await startServer({ listen: 'tcp://127.0.0.1:0' });
+    running.server.setOnProcessingStartHook(() => {
+      throw new Error('connect ECONNREFUSED 10.0.0.7:5432 (user=billing password=hunter2)');
+    });
+    const client = new MsgTransClient({ url: running.url, reconnect: false });
+    clients.push(client);
+    const err = await rejection(lastValueFrom(client.send('echo', 'x')), BOUND, 'hooked call');
+    assert.deepEqual(err, { status: 'error', message: 'Internal server error' });
+  });
+
   test('item 7: a payload for a route nobody handles is never decoded: the peer gets the no-handler error, not a closed connection', async () => {
     const running = await startServer({ listen: 'tcp://127.0.0.1:0' });
     const peer = await RawTcpPeer.open(running.url);
