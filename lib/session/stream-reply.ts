@@ -102,6 +102,8 @@ export class StreamReply implements Observer<unknown> {
     if (this.sourceDone || this.ended) return;
     this.sourceDone = true;
     if (this.holding) this.releaseHeld();
+    // the held value itself may have failed and ended the reply with its own ERROR
+    if (this.ended) return;
     this.finish(PacketFlag.ERROR, err);
   }
 
@@ -195,6 +197,7 @@ export class StreamReply implements Observer<unknown> {
   }
 
   private end(): void {
+    if (this.ended) return;
     this.ended = true;
     this.queue = null;
     this.held = undefined;

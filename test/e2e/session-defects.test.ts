@@ -15,7 +15,7 @@ import { after, describe, test } from 'node:test';
 import { Controller, Module, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { MessagePattern, Payload, RpcException } from '@nestjs/microservices';
-import { NEVER, concat, finalize, from, interval, lastValueFrom, map, of, take, timer, toArray } from 'rxjs';
+import { NEVER, concat, finalize, from, interval, lastValueFrom, map, of, take, throwError, timer, toArray } from 'rxjs';
 import {
   MsgTransClient,
   MsgTransEncodeError,
@@ -76,6 +76,12 @@ class SessionDefectsController {
   @MessagePattern('stream.bad.sync')
   streamBadSync() {
     return of(1, { n: 10n }, 3);
+  }
+
+  @MessagePattern('stream.bad.then.error')
+  streamBadThenError() {
+    // the only value cannot be encoded, and the stream errors right after it
+    return concat(of({ n: 10n }), throwError(() => new RpcException('after the bad value')));
   }
 
   @MessagePattern('stream.bad.async')
@@ -547,6 +553,18 @@ describe('session defects at the wire (raw TCP peer)', () => {
     const order = peer.packets.map((p) => (p.packetType === ONE_WAY ? 'event' : p.flags & END ? 'end' : 'value'));
     assert.deepEqual(order, [...Array(80).fill('value'), 'end', 'event']);
     peer.packetsFor(5).slice(0, 80).forEach((p, i) => assert.equal(p.payload[0], i));
+  });
+
+  test('item 14: a held first value that cannot be encoded, then the stream\'s own error: one ERROR, nothing after', async () => {
+    const running = await startServer({ listen: 'tcp://127.0.0.1:0' });
+    const peer = await RawTcpPeer.open(running.url);
+    peer.write(jsonRequest(8, 'stream.bad.then.error', {}));
+    await waitFor(() => peer.packetsFor(8).length >= 1, BOUND);
+    await sleep(300);
+    assert.deepEqual(peer.packetsFor(8).map((p) => p.flags & (MORE | ERROR | END)), [ERROR]);
+    assert.equal((await onlySession(running)).activeRequests, 0);
+    peer.write(jsonRequest(9, 'echo', 'next'));
+    await waitFor(() => peer.packetsFor(9).length === 1, BOUND);
   });
 
   test('item 5: REQUEST and CANCEL together to an async handler: no reply at all, and the connection goes on', async () => {
