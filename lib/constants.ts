@@ -26,16 +26,26 @@ export const MSGTRANS_DEFAULTS = {
   shutdownTimeout: 5_000,
   /** Server with `authenticate`: ms to wait for a client's credentials before deciding without them. */
   authTimeout: 5_000,
+  /** Server with `authenticate`: messages a connection may send before it is accepted (held undecoded). */
+  maxPreAuthMessages: 1024,
+  /** Server with `authenticate`: bytes of those messages, as sent (compressed), the first message aside. */
+  maxPreAuthBytes: 1024 * 1024,
   /** Client: ms a request waits for its reply, or for the next value of a stream. 0 disables. */
   requestTimeout: 30_000,
   /** Client: ms to establish a connection. */
   connectTimeout: 10_000,
-  /** ms between liveness probes (WebSocket ping, QUIC keep-alive); a peer silent for two intervals is dropped. */
+  /** ms between liveness probes (WebSocket ping, QUIC keep-alive, tcp/tls SO_KEEPALIVE and heartbeat packets); a peer silent for about two intervals is dropped. */
   heartbeatInterval: 15_000,
+  /** tcp/tls: send heartbeats only to peers seen to speak Part B (`'auto'`), or to every peer (`'always'`). */
+  heartbeat: 'auto',
   /** Client: automatic reconnection after a drop. */
   reconnect: { initialDelay: 100, maxDelay: 5000, factor: 2, jitter: 0.2, maxAttempts: Infinity },
   /** Client: calls that may wait for a (re)connection at once. */
   maxQueuedCalls: 10_000,
+  /** Client: what calls do while not connected (see `whileDisconnected`). */
+  whileDisconnected: 'auto',
+  /** Client: retry a failed first connection as after a drop, without push subscribers too. */
+  keepConnected: false,
   /** Payloads at least this large are compressed, when compression is configured. */
   compressionThreshold: 1024,
 } as const;

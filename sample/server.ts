@@ -3,7 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import type { INestMicroservice } from '@nestjs/common';
 import { MsgTransModule, MsgTransServer } from '../lib/index.js';
 import { AppModule } from './app.module.js';
-import type { DevCertificates } from './dev-certs.js';
+import type { DevCertificates } from '../lib/index.js';
 
 /** Starts the sample microservice on the given endpoints, with the server built by MsgTransModule. */
 export async function startServer(

@@ -5,6 +5,7 @@ import { connectable, filter, firstValueFrom, map, Observable, of, Subject, thro
 import { MSGTRANS_DEFAULTS, NO_MESSAGE_HANDLER } from '../constants.js';
 import {
   assertKnownOptions,
+  flag,
   oneOf,
   positiveInteger,
   protocolFor,
@@ -18,8 +19,13 @@ import { requestObservable } from '../session/request-observable.js';
 import { AUTH_ROUTE } from '../server/session-authenticator.js';
 import { MsgTransErrorCode } from '../errors/error-codes.js';
 import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
-import { MsgTransStatus, type MsgTransClientEvents } from '../interfaces/msgtrans-events.interface.js';
-import type { MsgTransClientOptions, MsgTransReconnectOptions } from '../interfaces/msgtrans-options.interface.js';
+import { MsgTransTimeoutError } from '../errors/msgtrans-timeout-error.js';
+import {
+  MsgTransConnectionState,
+  MsgTransStatus,
+  type MsgTransClientEvents,
+} from '../interfaces/msgtrans-events.interface.js';
+import type { MsgTransClientOptions } from '../interfaces/msgtrans-options.interface.js';
 import type { IncomingMessage } from '../session/incoming-message.interface.js';
 import {
   MsgTransSession,
@@ -29,8 +35,9 @@ import {
 } from '../session/msgtrans-session.js';
 import { assertTlsOptions, parseEndpoint, type MsgTransEndpoint } from '../transport/endpoint.js';
 import { EventListeners } from '../transport/event-listeners.js';
-import type { MsgTransConnection } from '../transport/msgtrans-connection.interface.js';
 import type { MsgTransConnectContext, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
+import { ConnectionStateMachine, type ConnectionDriver } from './connection-state-machine.js';
+import { MsgTransRecord } from './msgtrans-record.js';
 
 /** Answers one request pushed by the server: a value, a Promise or an Observable. */
 export type MsgTransClientRequestHandler = (data: any, message: IncomingMessage) => unknown;
@@ -42,14 +49,38 @@ function isNil(value: unknown): value is null | undefined {
   return value === null || value === undefined;
 }
 
+/** What an error reply says, for a message: its `message`, else the reply itself. */
+function replyReason(reply: unknown): string {
+  const message = (reply as { message?: unknown } | null)?.message;
+  if (typeof message === 'string' && message !== '') return message;
+  try {
+    return JSON.stringify(reply) ?? String(reply);
+  } catch {
+    return String(reply);
+  }
+}
+
+function payloadOf(data: unknown): unknown {
+  return data instanceof MsgTransRecord ? data.data : data;
+}
+
+/** What one call sends: the packet after the dispatch hook, and its own timeout. */
+interface OutgoingCall {
+  packet: ReadPacket;
+  timeout: number;
+  /** True when the call has its own timeout (a {@link MsgTransRecord} option). */
+  ownTimeout: boolean;
+}
+
 /**
  * Nest `ClientProxy` speaking msgtrans. Use it directly, or through
  * `ClientsModule.register([{ name, customClass: MsgTransClient, options }])`.
  *
  * Many requests share one connection, matched by message id. The connection
- * is made on first use (or by `connect()`); when it drops, pending requests
- * fail at once with a {@link MsgTransConnectionError} and the next call
- * reconnects.
+ * is made on first use (or by `connect()`, or when something subscribes to
+ * pushes); when it drops, pending requests fail at once with a
+ * {@link MsgTransConnectionError} and the client reconnects with backoff.
+ * Its life is the state machine in `state` (see {@link MsgTransConnectionState}).
  */
 export class MsgTransClient
   extends ClientProxy<MsgTransClientEvents, string>
@@ -61,21 +92,12 @@ export class MsgTransClient
   private readonly sessionOptions: MsgTransSessionOptions;
   private readonly connectContext: MsgTransConnectContext;
   private readonly events = new EventListeners<MsgTransClientEvents>();
-  private session: MsgTransSession | null = null;
   private readonly pushed = new Subject<IncomingMessage>();
   private readonly answerers = new Map<string, MsgTransClientRequestHandler>();
-  private connecting: Promise<MsgTransSession> | null = null;
-  // Bumped by close(): a connection that completes after it is discarded.
-  private generation = 0;
-  private readonly reconnectPolicy: Required<MsgTransReconnectOptions> | null;
-  private readonly whileDisconnected: 'wait' | 'fail';
-  private readonly maxQueuedCalls: number;
-  private waitingCalls = 0;
-  // backoff carried across reconnections of short-lived sessions
-  private reconnectAttempts = 0;
-  private connectedAt = 0;
-  // Set while a reconnection loop runs; ends it (rejecting whoever waits).
-  private stopReconnecting: ((error: Error) => void) | null = null;
+  private readonly keepConnected: boolean;
+  private readonly connection: ConnectionStateMachine;
+  // Replies pass through serializeResponse/serializeError only when a subclass overrides them.
+  private readonly serializesReplies: boolean;
 
   constructor(protected readonly options: MsgTransClientOptions) {
     super();
@@ -90,64 +112,90 @@ export class MsgTransClient
       connectTimeout: positiveInteger('connectTimeout', options.connectTimeout, MSGTRANS_DEFAULTS.connectTimeout),
       heartbeatInterval: resolveHeartbeat(options),
     };
-    this.reconnectPolicy = resolveReconnect(options.reconnect);
-    this.whileDisconnected = oneOf('whileDisconnected', options.whileDisconnected, ['wait', 'fail'], 'wait');
-    this.maxQueuedCalls = positiveInteger('maxQueuedCalls', options.maxQueuedCalls, MSGTRANS_DEFAULTS.maxQueuedCalls);
+    this.keepConnected = flag('keepConnected', options.keepConnected, MSGTRANS_DEFAULTS.keepConnected);
+    this.connection = new ConnectionStateMachine(this.connectionDriver(), {
+      reconnect: resolveReconnect(options.reconnect),
+      whileDisconnected: oneOf('whileDisconnected', options.whileDisconnected, ['auto', 'wait', 'fail'], MSGTRANS_DEFAULTS.whileDisconnected),
+      maxQueuedCalls: positiveInteger('maxQueuedCalls', options.maxQueuedCalls, MSGTRANS_DEFAULTS.maxQueuedCalls),
+    });
+    this.serializesReplies =
+      this.serializeResponse !== ClientProxy.prototype['serializeResponse'] ||
+      this.serializeError !== ClientProxy.prototype['serializeError'];
   }
 
-  /** Connects (once; concurrent callers share the attempt) and resolves with the session. */
+  /** Where the connection is: idle, connecting, authenticating, connected, reconnecting or closed. */
+  get state(): MsgTransConnectionState {
+    return this.connection.state;
+  }
+
+  /**
+   * Connects and resolves with the session; concurrent callers share the
+   * attempt. Rejects as a call would (see `whileDisconnected`): with the
+   * cause of a failed attempt, `ERR_MSGTRANS_AUTH_FAILED` when the server
+   * refused the credentials, `ERR_MSGTRANS_CLIENT_CLOSED` after `close()`.
+   */
   connect(): Promise<MsgTransSession> {
-    const live = this.liveSession();
+    const live = this.connection.connected;
     if (live) return Promise.resolve(live);
-    if (this.connecting) return this.connecting;
-    const generation = this.generation;
-    const attempt: Promise<MsgTransSession> = this.protocol
-      .connect(this.endpoint, this.connectContext)
-      .then((connection) => this.establish(connection, generation))
-      .catch((err: Error) => {
-        if (this.connecting === attempt) this.connecting = null;
-        this.events.emit('error', err);
-        throw err;
-      });
-    this.connecting = attempt;
-    return attempt;
+    return new Promise((resolve, reject) => this.connection.acquire(0, resolve, reject));
   }
 
-  /** Closes the connection; pending and waiting requests fail with `ERR_MSGTRANS_CLIENT_CLOSED`. */
+  /**
+   * Closes the connection, or ends the attempt under way; pending and
+   * waiting requests fail with `ERR_MSGTRANS_CLIENT_CLOSED`. A later call
+   * connects again.
+   */
   close(): void {
-    this.generation++;
-    this.connecting = null;
-    this.stopReconnecting?.(this.closedError());
-    const session = this.session;
-    this.session = null;
-    session?.close(undefined, this.closedError());
-    this._status$.next(MsgTransStatus.DISCONNECTED);
+    this.connection.close();
   }
 
   /**
    * Sends a request; the Observable is cold (nothing is sent until it is
    * subscribed) and emits the reply's values. Unsubscribing early sends
-   * CANCEL so the server stops producing.
+   * CANCEL so the server stops producing. `data` may be a
+   * {@link MsgTransRecord} carrying metadata and a timeout for this call.
    */
   override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
-    if (isNil(pattern) || isNil(data)) return throwError(() => new InvalidMessageException());
-    return requestObservable<TResult>(this.sessionOrConnect, () => {
-      const packet = this.createPacket(pattern, data);
-      return { wire: toWireRoute(packet.pattern), data: packet.data, metadata: packet.metadata };
+    if (isNil(pattern) || isNil(payloadOf(data))) return throwError(() => new InvalidMessageException());
+    return new Observable<TResult>((subscriber) => {
+      const call = this.outgoing(pattern, data);
+      const observer = this.replyObserver(subscriber);
+      let session: MsgTransSession | null = null;
+      let id = 0;
+      // true once acquire() returned: a session handed over after that waited for the connection
+      let waited = false;
+      const startedAt = Date.now();
+      const withdraw = this.connection.acquire(
+        call.timeout,
+        (s) => {
+          if (subscriber.closed) return;
+          session = s;
+          id = this.request(s, call, this.replyTimeout(call, waited ? startedAt : 0), observer);
+        },
+        (err) => observer.error(err),
+      );
+      waited = true;
+      return () => {
+        withdraw();
+        if (id !== 0) session?.cancel(id);
+      };
     });
   }
 
   /**
    * Sends an event. Hot: it is sent whether or not the result is
    * subscribed. The Observable completes once the event is handed to the
-   * connection, or errors if it cannot be.
+   * connection, or errors if it cannot be. `data` may be a
+   * {@link MsgTransRecord} carrying metadata (and a timeout for the wait
+   * for a connection).
    */
   override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
-    if (isNil(pattern) || isNil(data)) return throwError(() => new InvalidMessageException());
-    const live = this.liveSession();
+    if (isNil(pattern) || isNil(payloadOf(data))) return throwError(() => new InvalidMessageException());
+    const call = this.outgoing(pattern, data);
+    const live = this.connection.connected;
     if (live) {
       try {
-        this.emitOn(live, this.createPacket(pattern, data));
+        this.emitOn(live, call.packet);
         return EMITTED as Observable<TResult>;
       } catch (err) {
         return throwError(() => err);
@@ -155,8 +203,15 @@ export class MsgTransClient
     }
     const sent = connectable(
       new Observable<TResult>((subscriber) => {
-        this.dispatchEvent(this.createPacket(pattern, data)).then(
-          () => {
+        this.connection.acquire(
+          call.timeout,
+          (session) => {
+            try {
+              this.emitOn(session, call.packet);
+            } catch (err) {
+              subscriber.error(err);
+              return;
+            }
             subscriber.next(undefined as TResult);
             subscriber.complete();
           },
@@ -173,40 +228,52 @@ export class MsgTransClient
     this.events.on(event, callback);
   }
 
-  /** The connection's raw socket/stream. Throws when not connected. */
+  /** The connection's raw socket/stream. Throws `ERR_MSGTRANS_NOT_CONNECTED` when not connected. */
   unwrap<T = unknown>(): T {
-    const session = this.liveSession();
-    if (!session) throw new Error('Not connected. Call connect() (or send a message) first.');
+    const session = this.connection.connected;
+    if (!session) {
+      throw new MsgTransConnectionError(
+        MsgTransErrorCode.NOT_CONNECTED,
+        `Not connected to ${this.describeEndpoint()} (${this.connection.state}). Call connect() (or send a message) first.`,
+      );
+    }
     return session.connection.unwrap<T>();
   }
 
   /**
    * Events the server pushes with `pattern`, as their data. Hot: only events
-   * arriving while subscribed are seen. Connect first (or send something) so
-   * there is a connection to push on.
+   * arriving while subscribed are seen. Subscribing connects the client if
+   * it is not, and while any push subscriber remains a failed connection is
+   * retried with the reconnect backoff, so pushes arrive once the server is up.
    */
   incoming<T = unknown>(pattern: unknown): Observable<T> {
     const route = dispatchRoute(pattern);
-    return this.pushed.pipe(
+    return this.incomingMessages().pipe(
       filter((message) => message.route === route),
       map((message) => message.data as T),
     );
   }
 
-  /** Every event the server pushes, with its route and metadata. */
+  /** Every event the server pushes, with its route and metadata. Connects as {@link incoming} does. */
   incomingMessages(): Observable<IncomingMessage> {
-    return this.pushed.asObservable();
+    return new Observable<IncomingMessage>((subscriber) => {
+      const subscription = this.pushed.subscribe(subscriber);
+      this.connection.wake();
+      return subscription;
+    });
   }
 
   /**
    * Answers requests the server sends with `pattern` (`sessions.sendTo`).
    * The handler may return a value, a Promise or an Observable (a streamed
-   * reply); a throw or rejection becomes an error reply. Returns a function
-   * that removes the handler.
+   * reply); a throw or rejection becomes an error reply. Connects the client
+   * and keeps it connected as push subscribers do. Returns a function that
+   * removes the handler.
    */
   answer(pattern: unknown, handler: MsgTransClientRequestHandler): () => void {
     const route = dispatchRoute(pattern);
     this.answerers.set(route, handler);
+    this.connection.wake();
     return () => {
       if (this.answerers.get(route) === handler) this.answerers.delete(route);
     };
@@ -242,15 +309,13 @@ export class MsgTransClient
 
   /** @internal session callback */
   onClose(session: MsgTransSession, error: Error | undefined): void {
-    if (this.session !== session) return;
-    this.session = null;
-    this._status$.next(MsgTransStatus.DISCONNECTED);
+    if (this.connection.connected !== session) return;
     if (error) {
       this.logger.error(`Connection to ${this.describeEndpoint()} lost: ${error.message}`);
       this.events.emit('error', error);
     }
+    this.connection.sessionClosed(session);
     this.events.emit('disconnect', error);
-    this.reconnect();
   }
 
   protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {
@@ -259,30 +324,76 @@ export class MsgTransClient
       error: (err) => callback({ err, isDisposed: true }),
       complete: () => callback({ isDisposed: true }),
     };
+    const call: OutgoingCall = { packet, timeout: this.sessionOptions.requestTimeout, ownTimeout: false };
     let session: MsgTransSession | null = null;
     let id = 0;
-    let cancelled = false;
-    Promise.resolve(this.sessionOrConnect())
-      .then((s) => {
-        if (cancelled) return;
+    const withdraw = this.connection.acquire(
+      call.timeout,
+      (s) => {
         session = s;
-        id = this.request(s, packet, observer);
-      })
-      .catch((err) => observer.error(err));
+        id = this.request(s, call, undefined, observer);
+      },
+      (err) => observer.error(err),
+    );
     return () => {
-      cancelled = true;
+      withdraw();
       if (id !== 0) session?.cancel(id);
     };
   }
 
-  protected async dispatchEvent<T = any>(packet: ReadPacket): Promise<T> {
-    this.emitOn(await this.sessionOrConnect(), packet);
-    return undefined as T;
+  protected dispatchEvent<T = any>(packet: ReadPacket): Promise<T> {
+    return new Promise<T>((resolve, reject) =>
+      this.connection.acquire(
+        this.sessionOptions.requestTimeout,
+        (session) => {
+          try {
+            this.emitOn(session, packet);
+            resolve(undefined as T);
+          } catch (err) {
+            reject(err);
+          }
+        },
+        reject,
+      ),
+    );
   }
 
-  private request(session: MsgTransSession, packet: ReadPacket, observer: ReplyObserver): number {
-    const wire = toWireRoute(packet.pattern);
-    return session.request(wire.bizType, wire.route, packet.data, packet.metadata, observer);
+  /** The packet of a call (the dispatch hook has run) and its timeout; a record's options applied. */
+  private outgoing(pattern: unknown, data: unknown): OutgoingCall {
+    if (!(data instanceof MsgTransRecord)) {
+      return { packet: this.createPacket(pattern, data), timeout: this.sessionOptions.requestTimeout, ownTimeout: false };
+    }
+    const { metadata, timeout } = data.options;
+    const packet = this.createPacket(pattern, data.data);
+    if (metadata) packet.metadata = { ...packet.metadata, ...metadata };
+    return timeout === undefined
+      ? { packet, timeout: this.sessionOptions.requestTimeout, ownTimeout: false }
+      : { packet, timeout, ownTimeout: true };
+  }
+
+  /**
+   * The timeout for the reply once a call has its session: undefined for the
+   * session's default; the call's own; or, for a call that waited for the
+   * connection (`waitedSince` > 0), what remains of its timeout.
+   */
+  private replyTimeout(call: OutgoingCall, waitedSince: number): number | undefined {
+    if (waitedSince === 0 || call.timeout === 0) return call.ownTimeout ? call.timeout : undefined;
+    return Math.max(1, call.timeout - (Date.now() - waitedSince));
+  }
+
+  private replyObserver(subscriber: ReplyObserver): ReplyObserver {
+    if (!this.serializesReplies) return subscriber;
+    // as Nest's createObserver: every value and error passes through the overrides
+    return {
+      next: (value) => subscriber.next(this.serializeResponse(value)),
+      error: (err) => subscriber.error(this.serializeError(err)),
+      complete: () => subscriber.complete(),
+    };
+  }
+
+  private request(session: MsgTransSession, call: OutgoingCall, timeout: number | undefined, observer: ReplyObserver): number {
+    const wire = toWireRoute(call.packet.pattern);
+    return session.request(wire.bizType, wire.route, call.packet.data, call.packet.metadata, observer, timeout);
   }
 
   private emitOn(session: MsgTransSession, packet: ReadPacket): void {
@@ -290,174 +401,66 @@ export class MsgTransClient
     session.emit(wire.bizType, wire.route, packet.data, packet.metadata);
   }
 
-  /** The live session, or a promise of one: connecting, or waiting out a reconnection within bounds. */
-  private readonly sessionOrConnect = (): MsgTransSession | Promise<MsgTransSession> => {
-    const live = this.liveSession();
-    if (live) return live;
-    if (!this.stopReconnecting) return this.connect();
-    if (this.whileDisconnected === 'fail') {
-      return Promise.reject(
-        new MsgTransConnectionError(MsgTransErrorCode.CONNECTION_CLOSED, `Not connected to ${this.describeEndpoint()} (reconnecting)`),
-      );
-    }
-    if (this.waitingCalls >= this.maxQueuedCalls) {
-      return Promise.reject(
-        new MsgTransConnectionError(MsgTransErrorCode.QUEUE_FULL, `${this.waitingCalls} calls already wait for a connection`),
-      );
-    }
-    this.waitingCalls++;
-    return new Promise<MsgTransSession>((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          reject(
-            new MsgTransConnectionError(
-              MsgTransErrorCode.CONNECT_FAILED,
-              `Still reconnecting to ${this.describeEndpoint()} after ${this.connectContext.connectTimeout} ms`,
-            ),
-          ),
-        this.connectContext.connectTimeout,
-      );
-      (this.connecting ?? this.connect()).then(resolve, reject).finally(() => {
-        clearTimeout(timer);
-        this.waitingCalls--;
-      });
-    });
-  };
+  /** How the state machine connects, authenticates and reports, bound to this client. */
+  private connectionDriver(): ConnectionDriver {
+    return {
+      dial: async () => {
+        const connection = await this.protocol.connect(this.endpoint, this.connectContext);
+        return new MsgTransSession(connection, this.sessionOptions, this);
+      },
+      authenticate: (session) => this.authenticate(session),
+      wantsConnection: () => this.keepConnected || this.pushed.observed || this.answerers.size > 0,
+      transition: (from, to, error) => this.onTransition(from, to, error),
+      describeEndpoint: () => this.describeEndpoint(),
+    };
+  }
 
   /**
-   * Turns a fresh connection into the client's session (unless close() came
-   * first), after presenting `credentials` when there are any.
+   * Presents `credentials` on a fresh session. Only an ERROR reply is a
+   * refusal (`ERR_MSGTRANS_AUTH_FAILED`); the connection dropping or the
+   * reply timing out is a connection failure, retried like any other.
    */
-  private establish(connection: MsgTransConnection, generation: number): MsgTransSession | Promise<MsgTransSession> {
-    if (generation !== this.generation) {
-      connection.close();
-      throw this.closedError();
-    }
-    const session = new MsgTransSession(connection, this.sessionOptions, this);
-    if (session.closed) throw new MsgTransConnectionError(MsgTransErrorCode.CONNECT_FAILED, 'Connection closed at once');
+  private authenticate(session: MsgTransSession): Promise<unknown> | undefined {
     const credentials = this.options.credentials;
-    if (credentials === undefined) return this.activate(session);
+    if (credentials === undefined) return undefined;
     const auth = requestObservable(session, () => ({
       wire: { bizType: 0, route: AUTH_ROUTE },
       data: credentials,
       metadata: undefined,
     }));
-    return firstValueFrom(auth).then(
-      () => {
-        if (generation !== this.generation) {
-          session.close();
-          throw this.closedError();
-        }
-        return this.activate(session);
-      },
-      (err: unknown) => {
-        session.close();
-        const reason = err instanceof Error ? err.message : ((err as { message?: string })?.message ?? String(err));
+    return firstValueFrom(auth).catch((err: unknown) => {
+      // The connection went away or the reply never came: retried like any connection failure.
+      if (err instanceof MsgTransConnectionError || err instanceof MsgTransTimeoutError) {
         throw new MsgTransConnectionError(
-          MsgTransErrorCode.AUTH_FAILED,
-          `${this.describeEndpoint()} refused the credentials: ${reason}`,
+          MsgTransErrorCode.CONNECT_FAILED,
+          `Connection to ${this.describeEndpoint()} failed while presenting credentials: ${err.message}`,
           { cause: err },
         );
-      },
-    );
+      }
+      // A local Error means the credentials cannot be sent at all (they do not encode): no retry fixes that.
+      const message =
+        err instanceof Error
+          ? `Cannot present the credentials to ${this.describeEndpoint()}: ${err.message}`
+          : `${this.describeEndpoint()} refused the credentials: ${replyReason(err)}`;
+      throw new MsgTransConnectionError(MsgTransErrorCode.AUTH_FAILED, message, { cause: err });
+    });
   }
 
-  private activate(session: MsgTransSession): MsgTransSession {
-    this.connecting = null;
-    // never two live sessions: a connection that won a race replaces, and closes, the other
-    if (this.session && this.session !== session) this.session.close();
-    this.session = session;
-    this.connectedAt = Date.now();
-    this._status$.next(MsgTransStatus.CONNECTED);
-    this.events.emit('connect', session);
-    return session;
-  }
-
-  /**
-   * Retries with exponential backoff and jitter until connected, closed, or
-   * out of attempts. Calls made meanwhile wait on `this.connecting`.
-   */
-  private reconnect(): void {
-    const policy = this.reconnectPolicy;
-    if (!policy || this.stopReconnecting) return;
-    const generation = this.generation;
-    this._status$.next(MsgTransStatus.RECONNECTING);
-    // A session that dropped soon after it was made (a server that accepts,
-    // then refuses) continues the backoff instead of restarting it.
-    if (Date.now() - this.connectedAt > policy.maxDelay) this.reconnectAttempts = 0;
-    let attempt = this.reconnectAttempts;
-    let timer: NodeJS.Timeout | null = null;
-    let settle!: { resolve: (s: MsgTransSession) => void; reject: (e: Error) => void };
-    const done = new Promise<MsgTransSession>((resolve, reject) => (settle = { resolve, reject }));
-    // nobody may be waiting; the rejection is still observed by callers that are
-    done.catch(() => undefined);
-    const finish = () => {
-      if (timer) clearTimeout(timer);
-      this.stopReconnecting = null;
-      if (this.connecting === done) this.connecting = null;
-    };
-    this.stopReconnecting = (error) => {
-      finish();
-      settle.reject(error);
-    };
-    const schedule = () => {
-      const base = Math.min(policy.maxDelay, policy.initialDelay * policy.factor ** attempt);
-      const delay = base * (1 + policy.jitter * (2 * Math.random() - 1));
-      timer = setTimeout(tryOnce, Math.max(0, delay));
-      // a client waiting to reconnect must not keep the process alive by itself
-      timer.unref();
-    };
-    const tryOnce = () => {
-      timer = null;
-      attempt++;
-      this.reconnectAttempts = attempt;
-      this.protocol.connect(this.endpoint, this.connectContext).then(
-        (connection) => {
-          if (generation !== this.generation) {
-            connection.close();
-            return;
-          }
-          // Callers keep waiting on `done` until the session is established
-          // (credentials included), so none of them opens a second connection.
-          Promise.resolve()
-            .then(() => this.establish(connection, generation))
-            .then(
-              (session) => {
-                finish();
-                settle.resolve(session);
-              },
-              (err: Error) => {
-                finish();
-                this.events.emit('error', err);
-                this._status$.next(MsgTransStatus.DISCONNECTED);
-                settle.reject(err);
-              },
-            );
-        },
-        (err: Error) => {
-          if (generation !== this.generation) return;
-          this.events.emit('error', err);
-          if (attempt >= policy.maxAttempts) {
-            finish();
-            this._status$.next(MsgTransStatus.DISCONNECTED);
-            settle.reject(err);
-            return;
-          }
-          schedule();
-        },
-      );
-    };
-    this.connecting = done;
-    schedule();
-  }
-
-  private liveSession(): MsgTransSession | null {
-    const session = this.session;
-    return session !== null && !session.closed ? session : null;
-  }
-
-  private closedError(): MsgTransConnectionError {
-    return new MsgTransConnectionError(MsgTransErrorCode.CLIENT_CLOSED, 'Client was closed while the request was pending');
+  private onTransition(_from: MsgTransConnectionState, to: MsgTransConnectionState, error: Error | undefined): void {
+    if (error) this.events.emit('error', error);
+    switch (to) {
+      case MsgTransConnectionState.CONNECTED:
+        this._status$.next(MsgTransStatus.CONNECTED);
+        this.events.emit('connect', this.connection.connected!);
+        return;
+      case MsgTransConnectionState.RECONNECTING:
+        this._status$.next(MsgTransStatus.RECONNECTING);
+        return;
+      case MsgTransConnectionState.IDLE:
+      case MsgTransConnectionState.CLOSED:
+        this._status$.next(MsgTransStatus.DISCONNECTED);
+        return;
+    }
   }
 
   private describeEndpoint(): string {

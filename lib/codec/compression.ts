@@ -43,10 +43,21 @@ function loadZstdBinding(): ZstdBinding {
   if (zstdBinding === null) {
     throw new MsgTransError(
       MsgTransErrorCode.ZSTD_UNAVAILABLE,
-      'zstd needs Node >= 22.15 or the zstd-napi package',
+      'zstd needs Node >= 22.15 or the optional zstd-napi package (npm install zstd-napi)',
     );
   }
   return zstdBinding;
+}
+
+/** Whether zstd works in this process: Node's zlib has it, or the optional `zstd-napi` package is installed. */
+export function isZstdAvailable(): boolean {
+  if (nodeZstd) return true;
+  try {
+    loadZstdBinding();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 const ZSTD_LEVEL = 3;

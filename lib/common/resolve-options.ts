@@ -1,4 +1,5 @@
-import { COMPRESSION_BY_NAME } from '../codec/compression.js';
+import { COMPRESSION_BY_NAME, isZstdAvailable } from '../codec/compression.js';
+import { Compression } from '../codec/packet.js';
 import { MSGTRANS_DEFAULTS } from '../constants.js';
 import { JsonCodec } from '../envelope/json-codec.js';
 import { MsgTransErrorCode } from '../errors/error-codes.js';
@@ -9,7 +10,7 @@ import type {
   MsgTransReconnectOptions,
 } from '../interfaces/msgtrans-options.interface.js';
 import type { MsgTransSessionOptions } from '../session/msgtrans-session.js';
-import type { MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
+import type { MsgTransHeartbeatMode, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
 import { TcpProtocol } from '../transport/tcp/tcp-protocol.js';
 import { WsProtocol } from '../transport/ws/ws-protocol.js';
 import { QuicProtocol } from '../transport/quic/quic-protocol.js';
@@ -31,6 +32,7 @@ const COMMON_KEYS = [
   'codec',
   'compression',
   'heartbeatInterval',
+  'heartbeat',
   'protocols',
   'incompleteMessageTimeout',
   'maxSendBufferSize',
@@ -47,6 +49,8 @@ const KNOWN_KEYS = {
     'shutdownTimeout',
     'authenticate',
     'authTimeout',
+    'maxPreAuthMessages',
+    'maxPreAuthBytes',
     'requestTimeout',
   ]),
   client: new Set([
@@ -59,6 +63,7 @@ const KNOWN_KEYS = {
     'whileDisconnected',
     'maxQueuedCalls',
     'credentials',
+    'keepConnected',
   ]),
 };
 
@@ -104,6 +109,13 @@ export function oneOf<T extends string>(name: string, value: T | undefined, allo
   return value;
 }
 
+/** A boolean option, or its default. */
+export function flag(name: string, value: boolean | undefined, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw invalid(`${name} must be true or false, got ${String(value)}`);
+  return value;
+}
+
 /** Session settings from server or client options, with defaults filled in and values checked. */
 export function resolveSessionOptions(options: MsgTransCommonOptions, requestTimeout = 0): MsgTransSessionOptions {
   const maxPacketSize = positiveInteger('maxPacketSize', options.maxPacketSize, MSGTRANS_DEFAULTS.maxPacketSize);
@@ -112,6 +124,13 @@ export function resolveSessionOptions(options: MsgTransCommonOptions, requestTim
   if (options.compression) {
     const algorithm = COMPRESSION_BY_NAME[options.compression.algorithm];
     if (algorithm === undefined) throw invalid(`compression.algorithm must be "zlib" or "zstd", got ${options.compression.algorithm}`);
+    // Fail at startup rather than on the first large payload.
+    if (algorithm === Compression.ZSTD && !isZstdAvailable()) {
+      throw new MsgTransConfigError(
+        MsgTransErrorCode.ZSTD_UNAVAILABLE,
+        'compression.algorithm "zstd" needs Node >= 22.15 or the optional zstd-napi package (npm install zstd-napi)',
+      );
+    }
     compression = {
       algorithm,
       threshold: positiveInteger('compression.threshold', options.compression.threshold, MSGTRANS_DEFAULTS.compressionThreshold),
@@ -128,6 +147,7 @@ export function resolveSessionOptions(options: MsgTransCommonOptions, requestTim
       ),
       maxSendBufferSize: positiveInteger('maxSendBufferSize', options.maxSendBufferSize, MSGTRANS_DEFAULTS.maxSendBufferSize),
       sendStallTimeout: positiveInteger('sendStallTimeout', options.sendStallTimeout, MSGTRANS_DEFAULTS.sendStallTimeout),
+      heartbeat: oneOf<MsgTransHeartbeatMode>('heartbeat', options.heartbeat, ['auto', 'always'], MSGTRANS_DEFAULTS.heartbeat),
     },
     maxInFlight: positiveInteger('maxInFlight', options.maxInFlight, MSGTRANS_DEFAULTS.maxInFlight),
     maxStreamBacklog: positiveInteger('maxStreamBacklog', options.maxStreamBacklog, MSGTRANS_DEFAULTS.maxStreamBacklog),

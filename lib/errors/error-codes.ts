@@ -39,6 +39,8 @@ export const MsgTransErrorCode = {
   ENCODE_FAILED: 'ERR_MSGTRANS_ENCODE_FAILED',
   /** A streamed reply produced more than `maxStreamBacklog` values while the connection was congested. */
   STREAM_BACKLOG_FULL: 'ERR_MSGTRANS_STREAM_BACKLOG_FULL',
+  /** The peer sent nothing, not even a heartbeat, for two heartbeat intervals. */
+  HEARTBEAT_TIMEOUT: 'ERR_MSGTRANS_HEARTBEAT_TIMEOUT',
   /** The peer has more than `maxInFlight` requests being answered at once. */
   TOO_MANY_IN_FLIGHT: 'ERR_MSGTRANS_TOO_MANY_IN_FLIGHT',
   /** The server already holds `maxConnections` sessions. */
@@ -47,6 +49,10 @@ export const MsgTransErrorCode = {
   SHUTTING_DOWN: 'ERR_MSGTRANS_SHUTTING_DOWN',
   /** The server's `authenticate` hook refused the connection. */
   AUTH_FAILED: 'ERR_MSGTRANS_AUTH_FAILED',
+  /** A peer that is not authenticated yet sent more than `maxPreAuthMessages` / `maxPreAuthBytes`. */
+  PRE_AUTH_LIMIT: 'ERR_MSGTRANS_PRE_AUTH_LIMIT',
+  /** Server push to a session id that is not open. */
+  UNKNOWN_SESSION: 'ERR_MSGTRANS_UNKNOWN_SESSION',
   /** Metadata that cannot travel in the extension header (bad key, `route`). */
   INVALID_METADATA: 'ERR_MSGTRANS_INVALID_METADATA',
   /** The connection closed while a request was waiting for its reply. */
@@ -57,8 +63,12 @@ export const MsgTransErrorCode = {
   QUEUE_FULL: 'ERR_MSGTRANS_QUEUE_FULL',
   /** The connection could not be established. */
   CONNECT_FAILED: 'ERR_MSGTRANS_CONNECT_FAILED',
+  /** Something that needs a connection (`client.unwrap()`) was asked for while there is none. */
+  NOT_CONNECTED: 'ERR_MSGTRANS_NOT_CONNECTED',
   /** No reply arrived within the request timeout. */
   TIMEOUT: 'ERR_MSGTRANS_TIMEOUT',
+  /** The other side's handler answered with an error reply (web client: its payload is on the error). */
+  REMOTE_ERROR: 'ERR_MSGTRANS_REMOTE_ERROR',
   /** An option is missing, malformed or unknown. */
   INVALID_OPTION: 'ERR_MSGTRANS_INVALID_OPTION',
   /** The URL names a protocol nobody registered. */

@@ -31,3 +31,24 @@ export const MsgTransStatus = {
   RECONNECTING: 'reconnecting',
 } as const;
 export type MsgTransStatus = (typeof MsgTransStatus)[keyof typeof MsgTransStatus];
+
+/**
+ * Where the client's connection is (`MsgTransClient#state`). `status`
+ * reports the coarser Nest view: `connected` in CONNECTED, `reconnecting`
+ * while a reconnection is under way, `disconnected` in IDLE and CLOSED.
+ */
+export const MsgTransConnectionState = {
+  /** Not connected and not trying: before first use, or after a failed connection that is not retried. */
+  IDLE: 'idle',
+  /** Opening the transport connection (TCP, TLS, WebSocket upgrade, QUIC handshake). */
+  CONNECTING: 'connecting',
+  /** Connected; the `credentials` are being presented and the server has not answered yet. */
+  AUTHENTICATING: 'authenticating',
+  /** Calls go out at once. */
+  CONNECTED: 'connected',
+  /** Waiting out the backoff delay before the next connection attempt. */
+  RECONNECTING: 'reconnecting',
+  /** `close()` was called. A later call or `connect()` starts again, as with Nest's clients. */
+  CLOSED: 'closed',
+} as const;
+export type MsgTransConnectionState = (typeof MsgTransConnectionState)[keyof typeof MsgTransConnectionState];

@@ -2,7 +2,7 @@ import type { CompressionAlgorithm } from '../codec/compression.js';
 import type { MsgTransCodec } from '../envelope/msgtrans-codec.interface.js';
 import type { MsgTransEndpointOptions } from '../transport/endpoint.js';
 import type { MsgTransListener } from '../transport/msgtrans-connection.interface.js';
-import type { MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
+import type { MsgTransHeartbeatMode, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
 import type { MsgTransTlsOptions } from '../transport/tls-options.interface.js';
 import type { MsgTransAuthenticate } from '../server/session-authenticator.js';
 
@@ -51,11 +51,19 @@ export interface MsgTransCommonOptions {
   /** Requests from the peer being answered at once; one more closes the connection. Default 4096. */
   maxInFlight?: number;
   /**
-   * ms between liveness probes: WebSocket ping/pong, QUIC keep-alive. A peer
-   * that stays silent for a whole interval after a probe is dropped. 0
-   * disables. Default 15000.
+   * ms between liveness probes: WebSocket ping/pong, QUIC keep-alive, on
+   * tcp/tls SO_KEEPALIVE plus heartbeat packets (see {@link heartbeat}). A
+   * peer silent for about two intervals is dropped. 0 disables. Default 15000.
    */
   heartbeatInterval?: number;
+  /**
+   * tcp/tls: toward whom heartbeat packets (a CANCEL for message id 0) are
+   * sent. `'auto'`: only to a peer seen to speak Part B (it has sent a
+   * packet with a Part B flag), so a plain msgtrans peer never gets one and
+   * relies on SO_KEEPALIVE; `'always'`: to every peer, for a peer known to
+   * ignore them. Default `'auto'`.
+   */
+  heartbeat?: MsgTransHeartbeatMode;
   /** Extra protocols beyond the built-in ones, keyed by URL scheme. */
   protocols?: MsgTransProtocol[];
 }
@@ -85,14 +93,31 @@ export interface MsgTransServerOptions extends MsgTransCommonOptions {
   authenticate?: MsgTransAuthenticate;
   /** ms to wait for a client's credentials before calling `authenticate` without them. Default 5000. */
   authTimeout?: number;
+  /**
+   * Messages a connection may send before `authenticate` accepts it. They
+   * are held as received (neither decompressed nor decoded) and handled once
+   * it is accepted; one more closes the connection (`ERR_MSGTRANS_PRE_AUTH_LIMIT`).
+   * The first message is always held. Default 1024.
+   */
+  maxPreAuthMessages?: number;
+  /**
+   * Bytes (as sent, compressed or not) of the messages held before
+   * `authenticate` accepts a connection; past this it is closed
+   * (`ERR_MSGTRANS_PRE_AUTH_LIMIT`). The first message is always held,
+   * whatever its size up to `maxPacketSize`. Default 1 MiB.
+   */
+  maxPreAuthBytes?: number;
   /** ms a request pushed to a client (`sessions.sendTo`) waits for its reply. 0 disables. Default 30000. */
   requestTimeout?: number;
 }
 
 /**
- * Automatic reconnection after a connection that was up goes away. Delays
- * grow exponentially from `initialDelay` to `maxDelay`, each randomised by
- * ±`jitter` so that many clients do not reconnect in lockstep.
+ * Automatic reconnection after a connection that was up goes away, and
+ * retries of a failed first connection when something wants the connection
+ * (`keepConnected`, push subscribers, `whileDisconnected: 'wait'` calls).
+ * Delays grow exponentially from `initialDelay` to `maxDelay`, each
+ * randomised by ±`jitter` so that many clients do not reconnect in lockstep.
+ * The client's `status` is `reconnecting` meanwhile.
  */
 export interface MsgTransReconnectOptions {
   /** ms before the first attempt. Default 100. */
@@ -113,25 +138,49 @@ export interface MsgTransClientOptions extends MsgTransCommonOptions {
   url: string | MsgTransEndpointOptions;
   /** TLS settings for `tls://` URLs (CA to trust, client certificate for mutual TLS). */
   tls?: MsgTransTlsOptions;
-  /** ms a request waits for its reply (or the next streamed value). 0 disables. Default 30000. */
+  /**
+   * ms a call may take: it bounds the wait for a connection, then the wait
+   * for the reply (and for each further streamed value). A
+   * `MsgTransRecord` may set its own. 0 disables. Default 30000.
+   */
   requestTimeout?: number;
-  /** ms to establish the connection. Default 10000. */
+  /** ms one connection attempt may take (TCP/TLS handshake, WebSocket upgrade, QUIC handshake). Default 10000. */
   connectTimeout?: number;
   /**
    * Sent first on every connection (a `msgtrans.auth` request) for the
-   * server's `authenticate` hook, e.g. `{ token }`. A refusal fails
-   * `connect()` and the calls waiting on it with `ERR_MSGTRANS_AUTH_FAILED`.
+   * server's `authenticate` hook, e.g. `{ token }`. Only a refusal by the
+   * server fails `connect()` and the calls waiting on it with
+   * `ERR_MSGTRANS_AUTH_FAILED` and stops reconnecting; a connection that
+   * drops (or times out) while presenting them is a connection failure,
+   * retried like any other.
    */
   credentials?: unknown;
   /** Reconnect automatically after a drop (see {@link MsgTransReconnectOptions}), or `false`. Default: on. */
   reconnect?: MsgTransReconnectOptions | false;
   /**
-   * What calls do while the client is reconnecting: `'wait'` for the
-   * connection (at most `connectTimeout` ms, at most `maxQueuedCalls` of
-   * them), or `'fail'` at once with `ERR_MSGTRANS_CONNECTION_CLOSED`.
-   * Default `'wait'`.
+   * What calls do while the client is not connected. In every mode a call's
+   * timeout (`requestTimeout`, or its record's) bounds the whole call,
+   * waiting included, and at most `maxQueuedCalls` calls wait.
+   * - `'auto'` (default): calls wait while a connection attempt is under
+   *   way (the first one, or a reconnection that has not failed yet). Once
+   *   an attempt fails (refused, unreachable, TLS error), calls fail at once
+   *   with `ERR_MSGTRANS_CONNECT_FAILED` naming the cause (`cause` holds
+   *   it) until an attempt succeeds; reconnection goes on in the background.
+   *   This is Nest's TCP client and gRPC without wait-for-ready.
+   * - `'wait'`: calls wait for the service to come up (gRPC wait-for-ready),
+   *   through failed attempts, retried with the reconnect backoff.
+   * - `'fail'`: calls fail at once with `ERR_MSGTRANS_CONNECTION_CLOSED`
+   *   whenever the client is reconnecting.
    */
-  whileDisconnected?: 'wait' | 'fail';
+  whileDisconnected?: 'auto' | 'wait' | 'fail';
+  /**
+   * Keep trying to connect: a first connection that fails is retried with
+   * the reconnect backoff, as after a drop, instead of waiting for the next
+   * call. A client with push subscribers (`incoming()`,
+   * `incomingMessages()`, `answer()`) does so anyway. Connecting starts with
+   * `connect()`, the first call or the first push subscriber. Default false.
+   */
+  keepConnected?: boolean;
   /** Calls allowed to wait for a connection; more fail with `ERR_MSGTRANS_QUEUE_FULL`. Default 10000. */
   maxQueuedCalls?: number;
 }

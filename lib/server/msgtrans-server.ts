@@ -1,9 +1,9 @@
 import { Logger } from '@nestjs/common';
 import { isObservable } from 'rxjs';
 import type { MessageHandler } from '@nestjs/microservices';
-import { Server, type CustomTransportStrategy } from '@nestjs/microservices';
+import { BaseRpcExceptionFilter, Server, type CustomTransportStrategy } from '@nestjs/microservices';
 import { MSGTRANS_DEFAULTS, MSGTRANS_TRANSPORT, NO_MESSAGE_HANDLER } from '../constants.js';
-import { PacketType } from '../codec/packet.js';
+import type { MsgTransPacket } from '../codec/packet.js';
 import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
 import type { MsgTransError } from '../errors/msgtrans-error.js';
 import { MsgTransLimitError } from '../errors/msgtrans-limit-error.js';
@@ -30,8 +30,9 @@ import {
   type MsgTransSessionHandler,
   type MsgTransSessionOptions,
 } from '../session/msgtrans-session.js';
-import { assertTlsOptions, parseEndpoint } from '../transport/endpoint.js';
+import { assertTlsOptions, parseEndpoint, type HttpServer } from '../transport/endpoint.js';
 import { MsgTransSessions } from './msgtrans-sessions.js';
+import { GatedSession } from './gated-session.js';
 import { AUTH_ROUTE, SessionAuthenticator } from './session-authenticator.js';
 import { EventListeners } from '../transport/event-listeners.js';
 import type {
@@ -43,9 +44,15 @@ import type {
 /** Nest's wording for an event nobody handles (its constant is not exported). */
 const NO_EVENT_HANDLER = 'There is no matching event handler defined in the remote service. Event pattern: ';
 
-// Distinct routes remembered by the handler lookup; past this, lookups still
-// work but are not cached, so a peer sending random routes cannot grow memory.
+// Routes the handler lookup remembers, in entries and in characters; past
+// either, lookups still work but are not cached. Only routes that found a
+// handler are cached: peers can invent any number of the others.
 const ROUTE_CACHE_LIMIT = 10_000;
+const ROUTE_CACHE_CHARS = 1024 * 1024;
+
+// Nest's own filter, for errors that never passed through one (hand-registered
+// handlers, processing hooks): the peer gets what Nest would send, the log the rest.
+const EXCEPTION_FILTER = new BaseRpcExceptionFilter();
 
 /** Errors that mean the peer misbehaved (as opposed to going away). */
 function isViolation(error: Error | undefined): error is MsgTransError {
@@ -77,7 +84,11 @@ export class MsgTransServer
   /** Open sessions, rooms and server push. */
   readonly sessions = new MsgTransSessions();
   private readonly events = new EventListeners<MsgTransServerEvents>();
-  private readonly routeCache = new Map<string, MessageHandler | null>();
+  // endpoints attached to an application's HTTP server (hybrid apps), which may listen later
+  private readonly attachedTo = new Map<MsgTransListener, HttpServer>();
+  private readonly pendingAnnouncements: (() => void)[] = [];
+  private readonly routeCache = new Map<string, MessageHandler>();
+  private routeCacheChars = 0;
   private boundAddresses: MsgTransListenerAddress[] = [];
   private accepting = false;
   private draining = false;
@@ -101,10 +112,16 @@ export class MsgTransServer
     this.listeners = this.createListeners(options);
     this.maxConnections = positiveInteger('maxConnections', options.maxConnections, MSGTRANS_DEFAULTS.maxConnections);
     this.shutdownTimeout = positiveInteger('shutdownTimeout', options.shutdownTimeout, MSGTRANS_DEFAULTS.shutdownTimeout);
+    const authTimeout = positiveInteger('authTimeout', options.authTimeout, MSGTRANS_DEFAULTS.authTimeout);
+    const preAuthLimits = {
+      maxMessages: positiveInteger('maxPreAuthMessages', options.maxPreAuthMessages, MSGTRANS_DEFAULTS.maxPreAuthMessages),
+      maxBytes: positiveInteger('maxPreAuthBytes', options.maxPreAuthBytes, MSGTRANS_DEFAULTS.maxPreAuthBytes),
+    };
     this.authenticator = options.authenticate
       ? new SessionAuthenticator(
           options.authenticate,
-          positiveInteger('authTimeout', options.authTimeout, MSGTRANS_DEFAULTS.authTimeout),
+          authTimeout,
+          preAuthLimits,
           (session, queued) => this.admit(session, queued),
           (session, reason) => this.countViolation(session, new MsgTransConnectionError(MsgTransErrorCode.AUTH_FAILED, reason)),
         )
@@ -134,7 +151,7 @@ export class MsgTransServer
         return;
       }
       this.boundAddresses = results.map((r) => (r as PromiseFulfilledResult<MsgTransListenerAddress>).value);
-      for (const address of this.boundAddresses) this.logger.log(`Listening on ${address.url}`);
+      this.boundAddresses.forEach((address, i) => this.announce(this.listeners[i], address));
       this._status$.next(MsgTransStatus.CONNECTED);
       this.events.emit('listening', this.boundAddresses);
       callback();
@@ -153,6 +170,7 @@ export class MsgTransServer
     // close last because closing a QUIC server ends its connections at once.
     this.accepting = false;
     this.draining = true;
+    for (const cancel of this.pendingAnnouncements.splice(0)) cancel();
     const deadline = Date.now() + this.shutdownTimeout;
     // bounded by shutdownTimeout; a poll keeps per-request bookkeeping off the hot path
     while (Date.now() < deadline && this.sessions.all().some((s) => s.activeRequests > 0)) {
@@ -192,6 +210,7 @@ export class MsgTransServer
   override addHandler(pattern: any, callback: MessageHandler, isEventHandler?: boolean, extras?: Record<string, any>): void {
     super.addHandler(pattern, callback, isEventHandler, extras);
     this.routeCache.clear();
+    this.routeCacheChars = 0;
   }
 
   /**
@@ -203,17 +222,28 @@ export class MsgTransServer
     const cached = this.routeCache.get(route);
     if (cached !== undefined) return cached;
     const handler = this.messageHandlers.get(route) ?? super.getHandlerByPattern(route);
-    if (this.routeCache.size < ROUTE_CACHE_LIMIT) this.routeCache.set(route, handler);
+    if (handler !== null && this.routeCache.size < ROUTE_CACHE_LIMIT && this.routeCacheChars + route.length <= ROUTE_CACHE_CHARS) {
+      this.routeCache.set(route, handler);
+      this.routeCacheChars += route.length;
+    }
     return handler;
   }
 
   /** @internal session callback */
   onRequest(session: MsgTransSession, message: IncomingMessage): void {
-    if (this.authenticator) {
-      if (this.authenticator.intercept(session, message)) return;
-    } else if (message.route === AUTH_ROUTE) {
+    if (this.authenticator !== null && this.held.has(session)) {
+      // only the credentials, and requests of a refused session, get here while held
+      this.authenticator.onHeldRequest(session, message);
+      return;
+    }
+    if (message.route === AUTH_ROUTE) {
       // without a hook everyone is accepted, credentials or not
-      session.reply(message, { authenticated: true });
+      if (this.authenticator === null) session.reply(message, { authenticated: true });
+      else {
+        // decoded here, where a bad payload closes the session, not inside the hook's promise (an unhandled rejection)
+        void message.data;
+        void this.authenticator.reauthenticate(session, message);
+      }
       return;
     }
     if (this.draining) {
@@ -233,13 +263,12 @@ export class MsgTransServer
     try {
       this.onProcessingStartHook(this.transportId, context, () => this.invoke(handler, session, message, context));
     } catch (err) {
-      session.replyError(message, err);
+      this.replyFailure(session, message, err);
     }
   }
 
   /** @internal session callback */
   onEvent(session: MsgTransSession, message: IncomingMessage): void {
-    if (this.authenticator?.intercept(session, message)) return;
     const context = new MsgTransContext([session, message]);
     if (!this.hooksUnset()) {
       this.handleEvent(message.route, { pattern: message.route, data: message.data }, context).catch((err) =>
@@ -254,7 +283,17 @@ export class MsgTransServer
       this.logger.error(`${NO_EVENT_HANDLER}${message.route}`);
       return;
     }
-    handler(message.data, context).then(this.onEventResult, this.logError);
+    let result: unknown;
+    try {
+      result = handler(message.data, context);
+    } catch (err) {
+      // a hand-registered handler's bug is that event's failure, not the connection's;
+      // a payload that could not be decoded has closed the session, which reports it
+      if (!session.closed) this.logger.error(err);
+      return;
+    }
+    // Nest's handlers return promises (resolve() passes those through); a hand-registered one may not
+    Promise.resolve(result).then(this.onEventResult, this.logError);
   }
 
   // shared by every event: no closures per message
@@ -269,9 +308,12 @@ export class MsgTransServer
     return this.onProcessingStartHook === this.defaultStartHook && !(this.onProcessingEndHook as unknown);
   }
 
-  /** @internal session callback: a reply went out as an ERROR because what the handler produced could not be sent */
-  onReplyFailure(session: MsgTransSession, message: IncomingMessage, error: MsgTransError): void {
-    this.logger.error(`Reply to "${message.route}" on session ${session.id} sent as an error: [${error.code}] ${error.message}`);
+  /**
+   * @internal session callback: a reply could not be sent as produced (a
+   * value or error the codec cannot encode); the peer got an ERROR instead.
+   */
+  onReplyFailure(session: MsgTransSession, message: IncomingMessage, error: Error): void {
+    this.logger.error(`Reply to "${message.route}" (session ${session.id}) could not be sent as produced: ${error.message}`);
   }
 
   /** @internal session callback */
@@ -320,10 +362,17 @@ export class MsgTransServer
     }, fail);
   }
 
+  /**
+   * Answers a request whose handler failed outside Nest's exception filters
+   * the way those filters would: an RpcException's error as is, anything
+   * else logged and sent as "Internal server error", so no internals leak.
+   */
   private replyFailure(session: MsgTransSession, message: IncomingMessage, err: unknown): void {
     if (session.closed) return;
+    // never throws: it runs in promise callbacks, where a throw would be an unhandled rejection
     try {
-      session.replyError(message, err);
+      // the filter's Observable errors synchronously
+      EXCEPTION_FILTER.catch(err, undefined as never).subscribe({ error: (filtered: unknown) => session.replyError(message, filtered) });
     } catch (unsendable) {
       this.logger.error(unsendable);
     }
@@ -343,32 +392,47 @@ export class MsgTransServer
       connection.close(error);
       return;
     }
-    const session = new MsgTransSession(connection, this.sessionOptions, this);
-    // a connection may die before open() returns; then onClose has already run
-    if (session.closed) return;
-    if (this.authenticator) {
-      this.held.add(session);
-      this.authenticator.begin(session);
+    if (this.authenticator === null) {
+      const session = new MsgTransSession(connection, this.sessionOptions, this);
+      // a connection may die before open() returns; then onClose has already run
+      if (!session.closed) this.admit(session, []);
       return;
     }
-    this.admit(session, []);
+    const session = new GatedSession(connection, this.sessionOptions, this);
+    if (session.closed) return;
+    this.held.add(session);
+    this.authenticator.begin(session);
   }
 
-  /** A session that may talk to handlers: announced, then its held messages dispatched. */
-  private admit(session: MsgTransSession, queued: IncomingMessage[]): void {
+  /**
+   * A session that may talk to handlers: announced, then the packets it sent
+   * while held handled in order (decoded only now).
+   */
+  private admit(session: MsgTransSession, queued: MsgTransPacket[]): void {
     this.held.delete(session);
     this.sessions.add(session);
     this.events.emit('connect', session);
-    for (const message of queued) {
+    for (const packet of queued) {
       if (session.closed) return;
-      try {
-        if (message.packetType === PacketType.REQUEST) this.onRequest(session, message);
-        else this.onEvent(session, message);
-      } catch (err) {
-        // data is decoded on first read: a bad payload held since before authentication closes this session only
-        session.close(err as Error);
-      }
+      session.onPacket(packet);
     }
+  }
+
+  /**
+   * Logs the address an endpoint serves. One attached to an HTTP server that
+   * does not listen yet (a hybrid app starts its microservices first) has no
+   * port until it does: logged then, after the listener has filled in the
+   * address (its own 'listening' handler was registered before this one).
+   */
+  private announce(listener: MsgTransListener, address: MsgTransListenerAddress): void {
+    const httpServer = this.attachedTo.get(listener);
+    if (httpServer === undefined || httpServer.listening) {
+      this.logger.log(`Listening on ${address.url}`);
+      return;
+    }
+    const onListening = () => this.logger.log(`Listening on ${address.url}`);
+    httpServer.once('listening', onListening);
+    this.pendingAnnouncements.push(() => httpServer.off('listening', onListening));
   }
 
   /** Logs a violation through Nest's logger, counts it by code and emits `error`. */
@@ -391,7 +455,9 @@ export class MsgTransServer
       const endpoint = parseEndpoint(input);
       const protocol = protocolFor(protocols, endpoint.protocol);
       const tls = endpoint.tls ?? options.tls;
-      return protocol.createListener(endpoint, { limits: this.sessionOptions.limits, tls, heartbeatInterval });
+      const listener = protocol.createListener(endpoint, { limits: this.sessionOptions.limits, tls, heartbeatInterval });
+      if (endpoint.httpServer) this.attachedTo.set(listener, endpoint.httpServer);
+      return listener;
     });
   }
 }

@@ -1,5 +1,7 @@
 import { Subject, type Observable } from 'rxjs';
 import { toWireRoute } from '../envelope/route.js';
+import { MsgTransErrorCode } from '../errors/error-codes.js';
+import { MsgTransConnectionError } from '../errors/msgtrans-connection-error.js';
 import type { MsgTransSession } from '../session/msgtrans-session.js';
 import { requestObservable } from '../session/request-observable.js';
 
@@ -107,14 +109,16 @@ export class MsgTransSessions {
 
   /**
    * Sends a request to a session; the Observable (cold, like
-   * `ClientProxy.send`) emits the client's reply. Errors at once if the
-   * session is not open.
+   * `ClientProxy.send`) emits the client's reply. Errors at once with
+   * `ERR_MSGTRANS_UNKNOWN_SESSION` if the session is not open.
    */
   sendTo<T = unknown>(session: SessionRef, pattern: unknown, data: unknown, metadata?: Record<string, string>): Observable<T> {
     const id = idOf(session);
     const wire = toWireRoute(pattern);
     return requestObservable<T>(
-      () => this.open.get(id) ?? Promise.reject(new Error(`Session ${id} is not open`)),
+      () =>
+        this.open.get(id) ??
+        Promise.reject(new MsgTransConnectionError(MsgTransErrorCode.UNKNOWN_SESSION, `Session ${id} is not open`)),
       () => ({ wire, data, metadata }),
     );
   }

@@ -67,6 +67,8 @@ export interface ReplyObserver {
 interface PendingRequest {
   observer: ReplyObserver;
   deadline: number;
+  /** ms this request waits for each reply packet. */
+  timeout: number;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -104,6 +106,10 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
   // CANCELs that arrived before the reply to their request started; never more than requests being answered
   private cancelled: Set<number> | null = null;
   private timer: NodeJS.Timeout | null = null;
+  // when the armed timer fires
+  private timerAt = Infinity;
+  // Set once a request brings its own timeout: deadlines are then no longer in insertion order.
+  private ownTimeouts = false;
   private isClosed = false;
   // requests from the peer whose reply has not ended yet
   private answering = 0;
@@ -156,7 +162,8 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
    * passed to {@link cancel} if the caller loses interest, or 0 if the
    * request could not be sent (`observer` has its error then: a
    * {@link MsgTransEncodeError}, a {@link MsgTransLimitError} for a packet
-   * over `maxPacketSize`, bad metadata, or a closed connection).
+   * over `maxPacketSize`, bad metadata, or a closed connection). `timeout`
+   * overrides the session's `requestTimeout` for this request (0: none).
    */
   request(
     bizType: number,
@@ -164,6 +171,7 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
     data: unknown,
     metadata: Record<string, string> | undefined,
     observer: ReplyObserver,
+    timeout = this.options.requestTimeout,
   ): number {
     if (this.isClosed) {
       observer.error(this.closedError());
@@ -183,9 +191,10 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
       return 0;
     }
     this.output(packet);
-    const timeout = this.options.requestTimeout;
-    pending.set(id, { observer, deadline: timeout > 0 ? Date.now() + timeout : Infinity });
-    if (timeout > 0 && this.timer === null) this.armTimer();
+    if (timeout !== this.options.requestTimeout) this.ownTimeouts = true;
+    const deadline = timeout > 0 ? Date.now() + timeout : Infinity;
+    pending.set(id, { observer, deadline, timeout });
+    if (deadline < this.timerAt) this.armTimer(deadline);
     return id;
   }
 
@@ -579,7 +588,7 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
       if (entry.deadline !== Infinity) {
         // re-inserting keeps the map in deadline order
         pending.delete(id);
-        entry.deadline = Date.now() + this.options.requestTimeout;
+        entry.deadline = Date.now() + entry.timeout;
         pending.set(id, entry);
       }
       entry.observer.next(value);
@@ -618,26 +627,44 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
     }
   }
 
-  private armTimer(): void {
-    const first = this.pending?.values().next();
-    if (first === undefined) return;
-    if (first.done || first.value.deadline === Infinity) return;
-    this.timer = setTimeout(() => this.sweep(), Math.max(0, first.value.deadline - Date.now()) + 1);
+  private armTimer(deadline: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = deadline;
+    if (deadline === Infinity) return;
+    this.timer = setTimeout(() => this.sweep(), Math.max(0, deadline - Date.now()) + 1);
     this.timer.unref();
+  }
+
+  /** The earliest deadline: the head of the map while every request has the session's timeout. */
+  private nextDeadline(): number {
+    if (this.pending === null || this.pending.size === 0) {
+      // nothing pending: insertion order is deadline order again
+      this.ownTimeouts = false;
+      return Infinity;
+    }
+    if (!this.ownTimeouts) return this.pending.values().next().value?.deadline ?? Infinity;
+    let next = Infinity;
+    for (const entry of this.pending.values()) if (entry.deadline < next) next = entry.deadline;
+    return next;
   }
 
   private sweep(): void {
     this.timer = null;
+    this.timerAt = Infinity;
     const now = Date.now();
     const pending = this.pending;
     if (pending === null) return;
     for (const [id, entry] of pending) {
-      if (entry.deadline > now) break;
+      if (entry.deadline > now) {
+        if (this.ownTimeouts) continue;
+        break;
+      }
       pending.delete(id);
       this.sendCancel(id);
-      entry.observer.error(new MsgTransTimeoutError(this.options.requestTimeout));
+      entry.observer.error(new MsgTransTimeoutError(entry.timeout));
     }
-    if (!this.isClosed) this.armTimer();
+    if (!this.isClosed) this.armTimer(this.nextDeadline());
   }
 
   private closedError(): Error {

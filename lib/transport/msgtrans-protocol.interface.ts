@@ -11,7 +11,16 @@ export interface ConnectionLimits extends PacketLimits {
   maxSendBufferSize: number;
   /** ms a non-empty backlog may go without the peer taking a byte before the peer is dropped as not reading. */
   sendStallTimeout: number;
+  /**
+   * Byte streams (tcp, tls): `'auto'` runs the application heartbeat only
+   * toward a peer seen to speak Part B; `'always'` toward every peer.
+   * Default `'auto'`.
+   */
+  heartbeat?: MsgTransHeartbeatMode;
 }
+
+/** When a byte-stream connection sends heartbeats (CANCEL for id 0); see PROTOCOL.md, Liveness. */
+export type MsgTransHeartbeatMode = 'auto' | 'always';
 
 /** What a protocol needs to build a listener. */
 export interface MsgTransListenContext {

@@ -593,7 +593,7 @@ describe('WebSocket heartbeat (heartbeatInterval 100)', () => {
     await waitFor(() => running.disconnects.some((d) => d.session.connection.remotePort === port), WAIT_MS);
     const gone = running.disconnects.find((d) => d.session.connection.remotePort === port)!;
     assert.ok(gone.error, 'the disconnect says why');
-    assert.equal(gone.error.code, MsgTransErrorCode.CONNECTION_CLOSED);
+    assert.equal(gone.error.code, MsgTransErrorCode.HEARTBEAT_TIMEOUT);
     assert.equal(running.server.getSessions().has(gone.session.id), false);
     assert.equal(running.observed.events.length, eventsBefore, 'pings never reach handlers');
   });

@@ -2,15 +2,22 @@ import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { PacketStreamDecoder } from '../../codec/packet-stream-decoder.js';
+import type { MsgTransPacket } from '../../codec/packet.js';
 import type { MsgTransConnection, MsgTransConnectionSink } from '../msgtrans-connection.interface.js';
-import { IncompleteMessageWatchdog, sendBufferFull } from '../connection-guards.js';
+import { IncompleteMessageWatchdog, SendStallWatchdog } from '../connection-guards.js';
 import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
+import { HEARTBEAT_PACKET, isHeartbeat, PART_B_FLAGS, PeerHeartbeat } from '../peer-heartbeat.js';
 import { WriteQueue } from '../write-queue.js';
 
 // Above this a batch is written buffer by buffer (corked) instead of being
 // concatenated: copying large payloads costs more than the extra write calls.
 const CONCAT_LIMIT = 64 * 1024;
-// How long a graceful close waits for the peer before destroying the socket.
+// At most this much is handed to the socket at a time; the rest waits here.
+// Node reports a write done only when all of it reached the OS, so a write
+// far larger than this would look like no progress to the stall check.
+const WRITE_WINDOW = 256 * 1024;
+// How long a graceful close waits for the peer to take its bytes (without
+// progress) before destroying the socket.
 const END_GRACE_MS = 2000;
 
 /** A msgtrans connection over a TCP or TLS socket: packets back to back on the stream. */
@@ -23,31 +30,59 @@ export class TcpConnection implements MsgTransConnection {
   private decoder: PacketStreamDecoder | null = null;
   // created on first use, like the watchdog: idle connections stay small
   private queue: WriteQueue | null = null;
+  // batches beyond WRITE_WINDOW, oldest first; large buffers are sliced off the front
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  // bytes handed to the socket so far; less what it still holds, what the OS took
+  private handed = 0;
+  private stall: SendStallWatchdog | null = null;
+  private heartbeat: PeerHeartbeat | null = null;
   private isClosed = false;
+  private ending = false;
   private closeError: Error | undefined;
   private endTimer: NodeJS.Timeout | null = null;
   private watchdog: IncompleteMessageWatchdog | null = null;
   private readPaused = false;
+  // maxSendBufferSize, but never below the socket's high-water mark (see onSocketDrain)
+  private readonly sendLimit: number;
+  // a send() returned false: the sink hears onDrain once the backlog halves
+  private drainWanted = false;
   // packets decoded so far: tells the watchdog whether a chunk completed one
   private received = 0;
 
+  /**
+   * @param heartbeatInterval ms; enables SO_KEEPALIVE, and the application
+   *   heartbeat toward peers that speak Part B (or every peer with
+   *   `limits.heartbeat: 'always'`). 0 disables both.
+   */
   constructor(
     private readonly socket: Socket,
     readonly protocol: string,
     private readonly limits: ConnectionLimits,
+    private readonly heartbeatInterval = 0,
   ) {
     this.remoteAddress = socket.remoteAddress;
     this.remotePort = socket.remotePort;
     this.peerCertificate = (socket as TLSSocket).getPeerX509Certificate?.() ?? undefined;
     socket.setNoDelay(true);
+    // The kernel notices a vanished host on an idle connection (Node sets
+    // 10 probes 1 s apart); keep-alive seconds cannot go below 1.
+    if (heartbeatInterval > 0) socket.setKeepAlive(true, Math.max(1000, heartbeatInterval));
     socket.on('error', (err) => {
       this.closeError ??= err;
     });
     socket.once('close', () => this.onSocketClose());
+    socket.on('drain', this.onSocketDrain);
+    this.sendLimit = Math.max(limits.maxSendBufferSize, socket.writableHighWaterMark);
   }
 
   get closed(): boolean {
     return this.isClosed;
+  }
+
+  /** @internal for the heartbeat: silence means nothing while we do not read. */
+  get readingPaused(): boolean {
+    return this.readPaused;
   }
 
   open(sink: MsgTransConnectionSink): void {
@@ -56,12 +91,11 @@ export class TcpConnection implements MsgTransConnection {
       this.onSocketClose();
       return;
     }
+    if (this.heartbeatInterval > 0 && this.limits.heartbeat === 'always') this.startHeartbeat();
     this.socket.on('data', (chunk: Buffer) => {
+      if (this.heartbeat !== null) this.heartbeat.received = true;
       try {
-        const decoder = (this.decoder ??= new PacketStreamDecoder(this.limits, (packet) => {
-          this.received++;
-          this.sink?.onPacket(packet);
-        }));
+        const decoder = (this.decoder ??= new PacketStreamDecoder(this.limits, this.onPacket));
         const before = this.received;
         decoder.push(chunk);
         const pendingBytes = decoder.pendingBytes;
@@ -76,12 +110,22 @@ export class TcpConnection implements MsgTransConnection {
   }
 
   get bufferedAmount(): number {
-    return (this.queue?.pendingBytes ?? 0) + this.socket.writableLength;
+    return (this.queue?.pendingBytes ?? 0) + this.heldBytes + this.socket.writableLength;
+  }
+
+  /** @internal for the stall check: bytes the OS has taken so far. */
+  get bytesTaken(): number {
+    return this.handed - this.socket.writableLength;
   }
 
   send(packet: Buffer): boolean {
-    if (!this.isClosed) (this.queue ??= new WriteQueue((items, bytes) => this.write(items, bytes))).push(packet);
-    return this.bufferedAmount < this.limits.maxSendBufferSize;
+    if (!this.isClosed) {
+      (this.queue ??= new WriteQueue((items, bytes) => this.write(items, bytes))).push(packet);
+      if (this.heartbeat !== null) this.heartbeat.sent = true;
+    }
+    if (this.bufferedAmount < this.sendLimit) return true;
+    this.drainWanted = true;
+    return false;
   }
 
   close(error?: Error): void {
@@ -89,49 +133,146 @@ export class TcpConnection implements MsgTransConnection {
     this.isClosed = true;
     this.decoder?.stop();
     this.watchdog?.stop();
+    this.heartbeat?.stop();
     if (error) {
       this.closeError = error;
+      this.stall?.stop();
       this.queue?.clear();
+      this.held = [];
+      this.heldBytes = 0;
       this.socket.destroy();
       return;
     }
+    // what is queued still goes out: end() once the last held bytes are handed over
+    this.ending = true;
     this.queue?.flushNow();
-    this.socket.end();
-    this.endTimer = setTimeout(() => this.socket.destroy(), END_GRACE_MS);
-    this.endTimer.unref();
+    this.endWhenFlushed();
+    this.armEndTimer();
   }
 
   unwrap<T = unknown>(): T {
     return this.socket as T;
   }
 
+  private readonly onPacket = (packet: MsgTransPacket): void => {
+    this.received++;
+    if (packet.flags & PART_B_FLAGS) {
+      const heartbeat = isHeartbeat(packet);
+      if (this.heartbeat === null && this.heartbeatInterval > 0 && !this.isClosed) this.startHeartbeat(heartbeat);
+      if (heartbeat) return;
+    }
+    this.sink?.onPacket(packet);
+  };
+
+  /**
+   * @param answer the peer's heartbeat taught us: it already expects ours, so
+   *   the first goes out now rather than at the next tick.
+   */
+  private startHeartbeat(answer = false): void {
+    this.heartbeat = new PeerHeartbeat(this.heartbeatInterval, this);
+    if (answer) this.sendHeartbeat();
+  }
+
+  /** @internal heartbeat: a CANCEL for id 0, unless bytes already wait for the peer. */
+  sendHeartbeat(): void {
+    if (this.isClosed || this.bufferedAmount > 0) return;
+    this.send(HEARTBEAT_PACKET);
+  }
+
   private write(items: Buffer[], bytes: number): void {
     const socket = this.socket;
     if (socket.destroyed) return;
-    // What is still unsent from earlier batches is what the peer failed to read.
-    const unsent = socket.writableLength;
-    if (unsent > this.limits.maxSendBufferSize) {
-      this.close(sendBufferFull(unsent, this.limits.maxSendBufferSize));
-      return;
-    }
-    if (items.length === 1) {
+    if (this.heldBytes > 0 || socket.writableLength >= WRITE_WINDOW) {
+      for (const item of items) this.held.push(item);
+      this.heldBytes += bytes;
+    } else if (items.length === 1) {
+      this.handed += bytes;
       socket.write(items[0]);
     } else if (bytes <= CONCAT_LIMIT) {
+      this.handed += bytes;
       socket.write(Buffer.concat(items, bytes));
     } else {
+      this.handed += bytes;
       socket.cork();
       for (const item of items) socket.write(item);
       socket.uncork();
     }
-    if (!this.readPaused && socket.writableLength > this.limits.maxSendBufferSize / 2) {
-      // backpressure: stop taking requests from a peer that is not taking replies
-      this.readPaused = true;
-      socket.pause();
-      socket.once('drain', () => {
-        this.readPaused = false;
-        if (!this.isClosed) socket.resume();
-      });
+    this.afterWrite();
+  }
+
+  /** Hands held bytes to the socket, up to the window. */
+  private pump(): void {
+    const socket = this.socket;
+    socket.cork();
+    while (this.heldBytes > 0 && socket.writableLength < WRITE_WINDOW) {
+      let item = this.held[0];
+      if (item.length > WRITE_WINDOW) {
+        this.held[0] = item.subarray(WRITE_WINDOW);
+        item = item.subarray(0, WRITE_WINDOW);
+      } else {
+        this.held.shift();
+      }
+      this.heldBytes -= item.length;
+      this.handed += item.length;
+      socket.write(item);
     }
+    socket.uncork();
+  }
+
+  /**
+   * The socket took everything handed to it. Drain is the progress signal
+   * rather than a callback per write (which costs a tick per write): bytes
+   * are only held, or send() only reports a full backlog, above the socket's
+   * high-water mark, and then Node always emits drain.
+   */
+  private readonly onSocketDrain = (): void => {
+    if (this.heldBytes > 0) this.pump();
+    if (this.ending) this.endWhenFlushed();
+    this.afterWrite();
+  };
+
+  /** Backpressure bookkeeping after anything was handed over or taken. */
+  private afterWrite(): void {
+    if (this.socket.writableLength > 0 || this.heldBytes > 0) {
+      (this.stall ??= new SendStallWatchdog(this.limits.sendStallTimeout, this, (err) => this.close(err))).arm();
+    }
+    const buffered = this.bufferedAmount;
+    const limit = this.sendLimit;
+    if (!this.readPaused && buffered >= limit && !this.isClosed) {
+      // stop taking requests from a peer that is not taking replies
+      this.readPaused = true;
+      this.socket.pause();
+    } else if (buffered < limit / 2) {
+      if (this.readPaused) {
+        this.readPaused = false;
+        if (!this.isClosed) this.socket.resume();
+      }
+      if (this.drainWanted) {
+        this.drainWanted = false;
+        this.sink?.onDrain?.();
+      }
+    }
+  }
+
+  private endWhenFlushed(): void {
+    if (this.heldBytes === 0 && !this.socket.destroyed && !this.socket.writableEnded) this.socket.end();
+  }
+
+  /** Destroys the socket once the peer has taken nothing for END_GRACE_MS. */
+  private armEndTimer(): void {
+    let seen = -1;
+    const check = () => {
+      const buffered = this.bufferedAmount;
+      if (buffered > 0 && buffered !== seen) {
+        seen = buffered;
+        this.endTimer = setTimeout(check, END_GRACE_MS);
+        this.endTimer.unref();
+        return;
+      }
+      this.socket.destroy();
+    };
+    this.endTimer = setTimeout(check, END_GRACE_MS);
+    this.endTimer.unref();
   }
 
   private onSocketClose(): void {
@@ -140,7 +281,11 @@ export class TcpConnection implements MsgTransConnection {
     this.isClosed = true;
     this.decoder?.stop();
     this.watchdog?.stop();
+    this.stall?.stop();
+    this.heartbeat?.stop();
     this.queue?.clear();
+    this.held = [];
+    this.heldBytes = 0;
     const sink = this.sink;
     this.sink = null;
     sink?.onClose(this.closeError);

@@ -15,12 +15,16 @@ export class TcpListener implements MsgTransListener {
   readonly protocol: string;
   private server: net.Server | null = null;
   // Sockets still in the TLS handshake belong to nobody else yet; close() ends them.
-  private readonly handshaking = new Set<net.Socket>();
+  // Keyed by the peer's address and port: the TLS socket handed out after the
+  // handshake is a different object than the raw socket seen on 'connection',
+  // and only this pair of values links the two.
+  private readonly handshaking = new Map<string, net.Socket>();
 
   constructor(
     private readonly endpoint: MsgTransEndpoint,
     private readonly limits: ConnectionLimits,
     private readonly tlsOptions: MsgTransTlsOptions | undefined,
+    private readonly heartbeatInterval = 0,
   ) {
     this.protocol = tlsOptions ? 'tls' : 'tcp';
   }
@@ -29,7 +33,7 @@ export class TcpListener implements MsgTransListener {
     onConnection: (connection: MsgTransConnection) => void,
     onError: (error: Error) => void = () => undefined,
   ): Promise<MsgTransListenerAddress> {
-    const accept = (socket: net.Socket) => onConnection(new TcpConnection(socket, this.protocol, this.limits));
+    const accept = (socket: net.Socket) => onConnection(new TcpConnection(socket, this.protocol, this.limits, this.heartbeatInterval));
     let server: net.Server;
     if (this.tlsOptions) {
       const t = this.tlsOptions;
@@ -42,16 +46,22 @@ export class TcpListener implements MsgTransListener {
           rejectUnauthorized: t.requestCert ? (t.rejectUnauthorized ?? true) : false,
         },
         (socket) => {
-          this.handshaking.delete(socket);
+          this.handshaking.delete(peerKey(socket));
           accept(socket);
         },
       );
       tlsServer.on('connection', (raw: net.Socket) => {
-        this.handshaking.add(raw);
-        raw.once('close', () => this.handshaking.delete(raw));
+        const key = peerKey(raw);
+        this.handshaking.set(key, raw);
+        raw.once('close', () => {
+          if (this.handshaking.get(key) === raw) this.handshaking.delete(key);
+        });
       });
       // A failed handshake is that client's problem; the server keeps serving.
-      tlsServer.on('tlsClientError', (_err, socket) => socket.destroy());
+      tlsServer.on('tlsClientError', (_err, socket) => {
+        this.handshaking.delete(peerKey(socket));
+        socket.destroy();
+      });
       server = tlsServer;
     } else {
       server = net.createServer(accept);
@@ -77,7 +87,7 @@ export class TcpListener implements MsgTransListener {
   close(): Promise<void> {
     const server = this.server;
     if (!server || !server.listening) return Promise.resolve();
-    for (const socket of this.handshaking) socket.destroy();
+    for (const socket of this.handshaking.values()) socket.destroy();
     this.handshaking.clear();
     // Accepting stops at once; open connections are closed by their sessions.
     server.close();
@@ -87,4 +97,8 @@ export class TcpListener implements MsgTransListener {
   unwrap<T = unknown>(): T {
     return this.server as T;
   }
+}
+
+function peerKey(socket: net.Socket): string {
+  return `${socket.remoteAddress}|${socket.remotePort}`;
 }

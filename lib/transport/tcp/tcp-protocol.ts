@@ -18,14 +18,14 @@ export class TcpProtocol implements MsgTransProtocol {
   readonly schemes = ['tcp', 'tls'] as const;
 
   createListener(endpoint: MsgTransEndpoint, context: MsgTransListenContext): MsgTransListener {
-    if (endpoint.protocol !== 'tls') return new TcpListener(endpoint, context.limits, undefined);
+    if (endpoint.protocol !== 'tls') return new TcpListener(endpoint, context.limits, undefined, context.heartbeatInterval);
     if (!context.tls?.key || !context.tls.cert) {
       throw new MsgTransConfigError(
         MsgTransErrorCode.INVALID_OPTION,
         `tls://${formatHostPort(endpoint.host, endpoint.port)} needs tls.key and tls.cert`,
       );
     }
-    return new TcpListener(endpoint, context.limits, context.tls);
+    return new TcpListener(endpoint, context.limits, context.tls, context.heartbeatInterval);
   }
 
   connect(endpoint: MsgTransEndpoint, context: MsgTransConnectContext): Promise<MsgTransConnection> {
@@ -66,7 +66,7 @@ export class TcpProtocol implements MsgTransProtocol {
       }
       function ready() {
         cleanup();
-        resolve(new TcpConnection(socket, endpoint.protocol, context.limits));
+        resolve(new TcpConnection(socket, endpoint.protocol, context.limits, context.heartbeatInterval));
       }
       socket.once('error', fail);
       socket.once(readyEvent, ready);

@@ -8,10 +8,11 @@ import { MsgTransConnectionError } from '../../errors/msgtrans-connection-error.
 import { MsgTransLimitError } from '../../errors/msgtrans-limit-error.js';
 import { MsgTransProtocolError } from '../../errors/msgtrans-protocol-error.js';
 import type { MsgTransConnection, MsgTransConnectionSink } from '../msgtrans-connection.interface.js';
-import { IncompleteMessageWatchdog, sendBufferFull } from '../connection-guards.js';
+import { IncompleteMessageWatchdog, SendStallWatchdog } from '../connection-guards.js';
 import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
 import { joinHeartbeat } from '../heartbeat.js';
 import { WriteQueue } from '../write-queue.js';
+import { WsFrameTracker } from './ws-frame-tracker.js';
 
 /** Close code for a text frame: "unsupported data" (RFC 6455 §7.4.1). */
 const CLOSE_UNSUPPORTED_DATA = 1003;
@@ -26,21 +27,39 @@ const CLOSE_POLICY_VIOLATION = 1008;
 /** Close code for a connection refused because the server is full. */
 const CLOSE_TRY_AGAIN_LATER = 1013;
 
+// At most this much is handed to the socket at a time; the rest waits here,
+// so that the stall check sees progress message by message (as on tcp).
+const WRITE_WINDOW = 256 * 1024;
+// How long a closing connection waits for the peer's close frame, or for any
+// progress on what it still has to read.
+const CLOSE_GRACE_MS = 2000;
+
 /**
  * A msgtrans connection over one WebSocket: one packet per binary message.
- * Ping/pong only keeps liveness: a peer that misses a whole heartbeat
- * interval is terminated, and nothing of it reaches the session.
+ * Ping/pong only keeps liveness: a peer from which nothing at all (not even a
+ * pong) arrived for a whole heartbeat interval after a ping is terminated,
+ * and nothing of it reaches the session.
  */
 export class WsConnection implements MsgTransConnection {
   private sink: MsgTransConnectionSink | null = null;
   private readonly queue = new WriteQueue((items) => this.write(items));
+  private readonly socket: Socket | undefined;
+  // batches beyond WRITE_WINDOW, oldest first
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  // payload bytes handed to ws so far; less what it still holds, about what the OS took
+  private handed = 0;
+  private stall: SendStallWatchdog | null = null;
   private isClosed = false;
   private closeError: Error | undefined;
   private leaveHeartbeat: (() => void) | null = null;
   private alive = true;
   private readPaused = false;
+  // maxSendBufferSize, but never below the socket's high-water mark (see onSocketDrain)
+  private readonly sendLimit: number;
+  private drainWanted = false;
   private watchdog: IncompleteMessageWatchdog | null = null;
-  private received = 0;
+  private frames: WsFrameTracker | null = null;
 
   constructor(
     private readonly ws: WebSocket,
@@ -52,6 +71,14 @@ export class WsConnection implements MsgTransConnection {
     readonly upgradeHeaders?: IncomingHttpHeaders,
     readonly peerCertificate?: X509Certificate,
   ) {
+    // ws offers no public accessor for its socket; cork/uncork, drain and the
+    // incoming bytes are needed from it.
+    this.socket = (ws as unknown as { _socket?: Socket })._socket;
+    this.socket?.on('drain', this.onSocketDrain);
+    this.sendLimit = Math.max(limits.maxSendBufferSize, this.socket?.writableHighWaterMark ?? 0);
+    // Messages that came with the upgrade response (a welcome push) would be
+    // emitted before open() attaches the listener: hold them in the socket.
+    if (ws.readyState === 1) ws.pause();
     ws.on('error', (err) => {
       this.closeError ??= asProtocolError(err);
     });
@@ -59,6 +86,7 @@ export class WsConnection implements MsgTransConnection {
     ws.on('pong', () => {
       this.alive = true;
     });
+    this.watchIncoming();
     if (heartbeatInterval > 0) this.leaveHeartbeat = joinHeartbeat(heartbeatInterval, this);
   }
 
@@ -73,51 +101,67 @@ export class WsConnection implements MsgTransConnection {
       return;
     }
     this.ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
-    this.watchIncompleteFrames();
+    if (!this.readPaused) this.ws.resume();
   }
 
   /**
-   * ws assembles frames itself, so a peer that sends part of a message and
-   * stalls is invisible to us: after each chunk ws has parsed, look at what
-   * its receiver still holds (a private field; ws offers no public one).
+   * Every byte from the peer proves it alive (a pong may wait behind a large
+   * message), and a message that starts but does not finish within
+   * incompleteMessageTimeout is dropped, fragments included.
    */
-  private watchIncompleteFrames(): void {
-    const socket = (this.ws as unknown as { _socket?: Socket })._socket;
-    const receiver = (this.ws as unknown as { _receiver?: { _bufferedBytes?: number } })._receiver;
-    if (!socket || typeof receiver?._bufferedBytes !== 'number' || this.limits.incompleteMessageTimeout <= 0) return;
-    let seen = this.received;
-    // registered after ws's own listener, so it runs once ws has consumed the chunk
-    socket.on('data', () => {
-      const pending = receiver._bufferedBytes ?? 0;
+  private watchIncoming(): void {
+    const socket = this.socket;
+    if (!socket) return;
+    const timeout = this.limits.incompleteMessageTimeout;
+    if (timeout > 0) this.frames = new WsFrameTracker();
+    socket.on('data', (chunk: Buffer) => {
+      this.alive = true;
+      const frames = this.frames;
+      if (frames === null || this.isClosed) return;
+      const completed = frames.push(chunk);
+      const pending = frames.pendingBytes;
       if (pending > 0 || this.watchdog !== null) {
-        this.watchdog ??= new IncompleteMessageWatchdog(this.limits.incompleteMessageTimeout, (err) => this.close(err));
-        this.watchdog.update(pending, this.received !== seen);
+        this.watchdog ??= new IncompleteMessageWatchdog(timeout, (err) => this.close(err));
+        this.watchdog.update(pending, completed > 0);
       }
-      seen = this.received;
     });
   }
 
   get bufferedAmount(): number {
-    return this.queue.pendingBytes + this.ws.bufferedAmount;
+    return this.queue.pendingBytes + this.heldBytes + this.ws.bufferedAmount;
+  }
+
+  /**
+   * @internal for the stall check: bytes the OS has taken so far. Frame
+   * headers still waiting count against it, so a peer that takes nothing
+   * never shows progress.
+   */
+  get bytesTaken(): number {
+    return this.handed - this.ws.bufferedAmount;
   }
 
   send(packet: Buffer): boolean {
     if (!this.isClosed) this.queue.push(packet);
-    return this.bufferedAmount < this.limits.maxSendBufferSize;
+    if (this.bufferedAmount < this.sendLimit) return true;
+    this.drainWanted = true;
+    return false;
   }
 
   close(error?: Error): void {
     if (this.isClosed) return;
     this.isClosed = true;
     this.stopHeartbeat();
+    // the peer's close frame must be read, even if open() never came or reading was paused
+    this.ws.resume();
     if (error) {
       this.closeError = error;
-      this.queue.clear();
+      this.dropBacklog();
       this.closeWith(closeCodeFor(error), error.message);
       return;
     }
     this.queue.flushNow();
-    this.closeWith(1000, '');
+    // the close frame goes behind the last held message (see onSocketDrain)
+    if (this.heldBytes === 0) this.closeWith(1000, '');
   }
 
   unwrap<T = unknown>(): T {
@@ -126,8 +170,6 @@ export class WsConnection implements MsgTransConnection {
 
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.isClosed) return;
-    this.alive = true;
-    this.received++;
     if (!isBinary) {
       this.close(new MsgTransProtocolError(MsgTransErrorCode.UNSUPPORTED_MESSAGE, 'Text messages are not part of msgtrans'));
       return;
@@ -149,47 +191,131 @@ export class WsConnection implements MsgTransConnection {
       this.ws.terminate();
       return;
     }
-    // a peer that never answers the close handshake is cut off
-    const timer = setTimeout(() => this.ws.terminate(), 2000);
+    // A peer that never answers the close handshake is cut off, once it has
+    // taken none of what was sent before the close frame for CLOSE_GRACE_MS.
+    let seen = -1;
+    let timer: NodeJS.Timeout;
+    const check = () => {
+      const buffered = this.ws.bufferedAmount;
+      if (buffered > 0 && buffered !== seen) {
+        seen = buffered;
+        timer = setTimeout(check, CLOSE_GRACE_MS);
+        timer.unref();
+        return;
+      }
+      this.ws.terminate();
+    };
+    timer = setTimeout(check, CLOSE_GRACE_MS);
     timer.unref();
     this.ws.once('close', () => clearTimeout(timer));
   }
 
   private write(items: Buffer[]): void {
     if (this.ws.readyState !== 1) return;
-    // What is still unsent from earlier batches is what the peer failed to read.
-    const unsent = this.ws.bufferedAmount;
-    if (unsent > this.limits.maxSendBufferSize) {
-      this.close(sendBufferFull(unsent, this.limits.maxSendBufferSize));
-      return;
+    if (this.heldBytes > 0 || this.ws.bufferedAmount >= WRITE_WINDOW) {
+      for (const item of items) {
+        this.held.push(item);
+        this.heldBytes += item.length;
+      }
+    } else {
+      this.sendNow(items, items.length);
     }
+    this.afterWrite();
+  }
+
+  /** Sends the first `count` items. */
+  private sendNow(items: Buffer[], count: number): void {
     // ws writes every frame separately; corking its socket makes a burst one writev.
-    const socket = (this.ws as unknown as { _socket?: Socket })._socket;
+    const socket = this.socket;
     socket?.cork();
-    for (const item of items) this.ws.send(item, { binary: true, compress: false });
+    for (let i = 0; i < count; i++) {
+      this.handed += items[i].length;
+      this.ws.send(items[i], { binary: true, compress: false });
+    }
     socket?.uncork();
-    if (socket && !this.readPaused && this.ws.bufferedAmount > this.limits.maxSendBufferSize / 2) {
-      // backpressure: stop taking requests from a peer that is not taking replies
+  }
+
+  /** Hands held messages to ws until `window` bytes wait in it. */
+  private sendHeld(window: number): void {
+    if (this.heldBytes === 0 || this.ws.readyState !== 1) return;
+    let count = 0;
+    let bytes = this.ws.bufferedAmount;
+    while (count < this.held.length && bytes < window) bytes += this.held[count++].length;
+    if (count === 0) return;
+    const items = count === this.held.length ? this.held : this.held.slice(0, count);
+    this.held = count === this.held.length ? [] : this.held.slice(count);
+    for (const item of items) this.heldBytes -= item.length;
+    this.sendNow(items, count);
+  }
+
+  /**
+   * The socket took everything handed to it. Drain is the progress signal
+   * rather than a send callback per batch (which costs a tick each): bytes
+   * are only held, or send() only reports a full backlog, above the socket's
+   * high-water mark, and then Node always emits drain.
+   */
+  private readonly onSocketDrain = (): void => {
+    if (this.ws.readyState > 1) return;
+    if (this.heldBytes === 0) return this.afterWrite();
+    this.sendHeld(WRITE_WINDOW);
+    // a graceful close waited for the held messages
+    if (this.isClosed && this.heldBytes === 0) this.closeWith(1000, '');
+    this.afterWrite();
+  };
+
+  /** Backpressure bookkeeping after anything was handed over or taken. */
+  private afterWrite(): void {
+    if (this.ws.bufferedAmount > 0 || this.heldBytes > 0) {
+      (this.stall ??= new SendStallWatchdog(this.limits.sendStallTimeout, this, this.onStalled)).arm();
+    }
+    const buffered = this.bufferedAmount;
+    const limit = this.sendLimit;
+    if (!this.readPaused && buffered >= limit && !this.isClosed) {
+      // stop taking requests from a peer that is not taking replies
       this.readPaused = true;
       this.ws.pause();
-      socket.once('drain', () => {
+    } else if (buffered < limit / 2) {
+      if (this.readPaused) {
         this.readPaused = false;
-        if (!this.isClosed) this.ws.resume();
-      });
+        if (!this.isClosed && this.sink !== null) this.ws.resume();
+      }
+      if (this.drainWanted) {
+        this.drainWanted = false;
+        this.sink?.onDrain?.();
+      }
     }
   }
 
-  /** @internal heartbeat tick: ping, or drop a peer that did not answer the last one. */
+  private readonly onStalled = (error: Error): void => {
+    if (!this.isClosed) return this.close(error);
+    // a graceful close still waiting to hand over held messages
+    this.closeError ??= error;
+    this.dropBacklog();
+    this.ws.terminate();
+  };
+
+  /** @internal heartbeat tick: ping, or drop a peer that sent nothing since the last one. */
   beat(): void {
-    if (!this.alive) {
-      this.closeError = new MsgTransConnectionError(MsgTransErrorCode.CONNECTION_CLOSED, 'Peer missed its heartbeat');
+    if (!this.alive && !this.readPaused) {
+      this.closeError = new MsgTransConnectionError(
+        MsgTransErrorCode.HEARTBEAT_TIMEOUT,
+        'Peer missed its heartbeat: nothing, not even a pong, arrived for a whole interval after a ping',
+      );
       this.isClosed = true;
       this.stopHeartbeat();
+      this.dropBacklog();
       this.ws.terminate();
       return;
     }
     this.alive = false;
     this.ws.ping();
+  }
+
+  private dropBacklog(): void {
+    this.stall?.stop();
+    this.queue.clear();
+    this.held = [];
+    this.heldBytes = 0;
   }
 
   private stopHeartbeat(): void {
@@ -201,7 +327,7 @@ export class WsConnection implements MsgTransConnection {
   private onSocketClose(): void {
     this.isClosed = true;
     this.stopHeartbeat();
-    this.queue.clear();
+    this.dropBacklog();
     const sink = this.sink;
     this.sink = null;
     sink?.onClose(this.closeError);

@@ -19,7 +19,7 @@ import { WsConnection } from './ws-connection.js';
  */
 export class WsListener implements MsgTransListener {
   readonly protocol: string;
-  private readonly wss: WebSocketServer;
+  private wss: WebSocketServer;
   private httpServer: HttpServer | null = null;
   private readonly ownsServer: boolean;
   private onUpgrade: ((req: http.IncomingMessage, socket: Socket, head: Buffer) => void) | null = null;
@@ -32,12 +32,7 @@ export class WsListener implements MsgTransListener {
   ) {
     this.protocol = endpoint.protocol;
     this.ownsServer = endpoint.httpServer === undefined;
-    this.wss = new WebSocketServer({
-      noServer: true,
-      maxPayload: limits.maxPacketSize,
-      // payloads carry their own compression flag; permessage-deflate would compress twice
-      perMessageDeflate: false,
-    });
+    this.wss = this.createWebSocketServer();
   }
 
   listen(
@@ -100,6 +95,8 @@ export class WsListener implements MsgTransListener {
     if (this.onUpgrade) server.off('upgrade', this.onUpgrade);
     this.onUpgrade = null;
     this.wss.close();
+    // a closed WebSocketServer answers every upgrade with 503: the next listen() needs a fresh one
+    this.wss = this.createWebSocketServer();
     if (this.ownsServer && server.listening) {
       server.close();
       // keep-alive HTTP connections would hold the port open
@@ -110,6 +107,15 @@ export class WsListener implements MsgTransListener {
 
   unwrap<T = unknown>(): T {
     return this.wss as T;
+  }
+
+  private createWebSocketServer(): WebSocketServer {
+    return new WebSocketServer({
+      noServer: true,
+      maxPayload: this.limits.maxPacketSize,
+      // payloads carry their own compression flag; permessage-deflate would compress twice
+      perMessageDeflate: false,
+    });
   }
 
   private createServer(): HttpServer {
