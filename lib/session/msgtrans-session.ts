@@ -370,7 +370,24 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
       backlog.push(packet);
       return;
     }
+    if (packet[2] === PacketType.REQUEST && this.requestWouldFill(packet)) {
+      (this.backlog = this.startHolding()).push(packet);
+      return;
+    }
     if (this.connection.send(packet) === false) this.backlog = this.startHolding();
+  }
+
+  /**
+   * Our own calls take at most half of `maxSendBufferSize`: with a large
+   * backlog the connection stops reading, and a side that stops reading the
+   * replies to its calls while the peer stops reading calls until its
+   * replies are read would wait for each other forever. The other half is
+   * for replies and pushes. (A call larger than that still goes once
+   * nothing else waits.)
+   */
+  private requestWouldFill(packet: Buffer): boolean {
+    const buffered = this.connection.bufferedAmount;
+    return buffered > 0 && buffered + packet.length >= this.options.limits.maxSendBufferSize / 2;
   }
 
   private startHolding(): Fifo<Buffer | StreamReply> {
@@ -394,6 +411,9 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
     // bounded: every round removes one item
     while (backlog.size > 0) {
       if (connection.bufferedAmount >= limit) return;
+      const next = backlog.peek()!;
+      // the connection does not call onDrain for this wait (no send() returned false): the poll does
+      if (!(next instanceof StreamReply) && next[2] === PacketType.REQUEST && this.requestWouldFill(next)) return;
       const item = backlog.shift()!;
       if (item instanceof StreamReply) {
         item.drainOne();
