@@ -16,6 +16,12 @@ export const MSGTRANS_DEFAULTS = {
   maxSendBufferSize: 8 * 1024 * 1024,
   /** ms bytes may wait for a peer that takes none of them before it is dropped as not reading. */
   sendStallTimeout: 30_000,
+  /**
+   * Values one streamed reply may hold (unencoded, by reference) while the
+   * connection is congested; one more fails that reply with
+   * `ERR_MSGTRANS_STREAM_BACKLOG_FULL`.
+   */
+  maxStreamBacklog: 65_536,
   /** Server: ms close() waits for requests in flight before ending connections. */
   shutdownTimeout: 5_000,
   /** Server with `authenticate`: ms to wait for a client's credentials before deciding without them. */

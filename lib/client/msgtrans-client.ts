@@ -322,6 +322,9 @@ export class MsgTransClient
     };
   }
 
+  /** @internal session option: errors thrown by answer() handlers travel with their message (no filter sees them) */
+  readonly exposeErrorMessages = true;
+
   /** @internal session callback: a request pushed by the server. */
   onRequest(session: MsgTransSession, message: IncomingMessage): void {
     const handler = this.answerers.get(message.route);
@@ -337,6 +340,8 @@ export class MsgTransClient
 
   /** @internal session callback: an event pushed by the server. */
   onEvent(_session: MsgTransSession, message: IncomingMessage): void {
+    // decoded here, where a bad payload closes the connection, not in a subscriber's pipe
+    void message.data;
     this.pushed.next(message);
   }
 

@@ -37,6 +37,7 @@ const COMMON_KEYS = [
   'incompleteMessageTimeout',
   'maxSendBufferSize',
   'sendStallTimeout',
+  'maxStreamBacklog',
   'maxInFlight',
 ];
 const KNOWN_KEYS = {
@@ -155,6 +156,7 @@ export function resolveSessionOptions(options: MsgTransCommonOptions, requestTim
       heartbeat: oneOf<MsgTransHeartbeatMode>('heartbeat', options.heartbeat, ['auto', 'always'], MSGTRANS_DEFAULTS.heartbeat),
     },
     maxInFlight: positiveInteger('maxInFlight', options.maxInFlight, MSGTRANS_DEFAULTS.maxInFlight),
+    maxStreamBacklog: positiveInteger('maxStreamBacklog', options.maxStreamBacklog, MSGTRANS_DEFAULTS.maxStreamBacklog),
     codec: options.codec ?? new JsonCodec(),
     compression,
     requestTimeout: positiveInteger('requestTimeout', requestTimeout, 0),

@@ -35,6 +35,10 @@ export const MsgTransErrorCode = {
   INCOMPLETE_TIMEOUT: 'ERR_MSGTRANS_INCOMPLETE_TIMEOUT',
   /** The peer does not read: bytes waited for it for `sendStallTimeout` and it took none. */
   SEND_BUFFER_FULL: 'ERR_MSGTRANS_SEND_BUFFER_FULL',
+  /** A value, streamed value, error or event could not be encoded by the codec (a cycle, a BigInt). */
+  ENCODE_FAILED: 'ERR_MSGTRANS_ENCODE_FAILED',
+  /** A streamed reply produced more than `maxStreamBacklog` values while the connection was congested. */
+  STREAM_BACKLOG_FULL: 'ERR_MSGTRANS_STREAM_BACKLOG_FULL',
   /** The peer sent nothing, not even a heartbeat, for two heartbeat intervals. */
   HEARTBEAT_TIMEOUT: 'ERR_MSGTRANS_HEARTBEAT_TIMEOUT',
   /** The peer has more than `maxInFlight` requests being answered at once. */

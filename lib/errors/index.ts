@@ -5,3 +5,4 @@ export * from './msgtrans-connection-error.js';
 export * from './msgtrans-timeout-error.js';
 export * from './msgtrans-config-error.js';
 export * from './msgtrans-limit-error.js';
+export * from './msgtrans-encode-error.js';

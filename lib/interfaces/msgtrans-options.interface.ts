@@ -43,6 +43,13 @@ export interface MsgTransCommonOptions {
    * A peer that reads, however slowly, is never dropped for it. Default 30000.
    */
   sendStallTimeout?: number;
+  /**
+   * Values one streamed reply may hold while the connection is congested
+   * (backpressure): they wait as references, unencoded, and are encoded as
+   * the connection drains. One more fails that reply (not the connection)
+   * with `ERR_MSGTRANS_STREAM_BACKLOG_FULL`. Default 65536.
+   */
+  maxStreamBacklog?: number;
   /** Requests from the peer being answered at once; one more closes the connection. Default 4096. */
   maxInFlight?: number;
   /**

@@ -245,7 +245,11 @@ export class MsgTransServer
     if (message.route === AUTH_ROUTE) {
       // without a hook everyone is accepted, credentials or not
       if (this.authenticator === null) session.reply(message, { authenticated: true });
-      else void this.authenticator.reauthenticate(session, message);
+      else {
+        // decoded here, where a bad payload closes the session, not inside the hook's promise (an unhandled rejection)
+        void message.data;
+        void this.authenticator.reauthenticate(session, message);
+      }
       return;
     }
     if (this.draining) {

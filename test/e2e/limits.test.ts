@@ -46,6 +46,12 @@ class LimitsController {
     slowCalls.finished++;
     return { slow: data };
   }
+
+  /** A reply of `size` bytes to a small request. */
+  @MessagePattern('big')
+  big(@Payload() size: number) {
+    return Buffer.alloc(size, 7);
+  }
 }
 
 @Module({ imports: [TestModule], controllers: [LimitsController] })
@@ -362,7 +368,8 @@ for (const { name } of CASES) {
       client.on('error', (err) => clientErrors.push(err));
       assert.deepEqual(await echo(client, 'small'), 'small');
 
-      const err = await rejection(lastValueFrom(client.send('echo', Buffer.alloc(8192, 7))), 5000, 'oversized reply');
+      // the request is small (a request over the client's own limit is refused before it is sent)
+      const err = await rejection(lastValueFrom(client.send('big', 8192)), 5000, 'oversized reply');
       assert.ok(err instanceof MsgTransConnectionError, `expected a MsgTransConnectionError, got ${String(err)}`);
       assert.equal((err as MsgTransError).code, MsgTransErrorCode.CONNECTION_CLOSED);
       const cause = (err as Error).cause;

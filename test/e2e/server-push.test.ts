@@ -307,12 +307,13 @@ for (const protocol of PROTOCOL_CASES) {
           });
           subscriptions.push(sub);
           await waitFor(() => asked === 1, BOUND);
+          // each value travels as it is produced, not when the next one comes
           source.next(1);
-          source.next(2);
-          // a value travels once the next one shows the reply is a stream
           await waitFor(() => values.length === 1, BOUND);
-          source.next(3);
+          source.next(2);
           await waitFor(() => values.length === 2, BOUND);
+          source.next(3);
+          await waitFor(() => values.length === 3, BOUND);
           assert.equal(completed, false);
           source.complete();
           await waitFor(() => completed, BOUND);
