@@ -38,6 +38,7 @@ import { EventListeners } from '../transport/event-listeners.js';
 import type { MsgTransConnectContext, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
 import { ConnectionStateMachine, type ConnectionDriver } from './connection-state-machine.js';
 import { MsgTransRecord } from './msgtrans-record.js';
+import { currentDeadline, TIMEOUT_METADATA_KEY } from '../deadline/call-deadline.js';
 
 /** Answers one request pushed by the server: a value, a Promise or an Observable. */
 export type MsgTransClientRequestHandler = (data: any, message: IncomingMessage) => unknown;
@@ -353,17 +354,34 @@ export class MsgTransClient
     );
   }
 
-  /** The packet of a call (the dispatch hook has run) and its timeout; a record's options applied. */
+  /**
+   * The packet of a call (the dispatch hook has run) and its timeout: a
+   * record's options applied, or what is left of the deadline of the request
+   * being handled (a call made by a handler) when that is shorter.
+   */
   private outgoing(pattern: unknown, data: unknown): OutgoingCall {
+    let call: OutgoingCall;
     if (!(data instanceof MsgTransRecord)) {
-      return { packet: this.createPacket(pattern, data), timeout: this.sessionOptions.requestTimeout, ownTimeout: false };
+      call = { packet: this.createPacket(pattern, data), timeout: this.sessionOptions.requestTimeout, ownTimeout: false };
+    } else {
+      const { metadata, timeout, deadline } = data.options;
+      const packet = this.createPacket(pattern, data.data);
+      if (metadata) packet.metadata = { ...packet.metadata, ...metadata };
+      call =
+        timeout === undefined
+          ? { packet, timeout: this.sessionOptions.requestTimeout, ownTimeout: false }
+          : { packet, timeout, ownTimeout: true };
+      if (deadline === 'detached') return call;
     }
-    const { metadata, timeout } = data.options;
-    const packet = this.createPacket(pattern, data.data);
-    if (metadata) packet.metadata = { ...packet.metadata, ...metadata };
-    return timeout === undefined
-      ? { packet, timeout: this.sessionOptions.requestTimeout, ownTimeout: false }
-      : { packet, timeout, ownTimeout: true };
+    const inherited = currentDeadline();
+    if (inherited !== undefined) {
+      const left = Math.max(1, inherited - Date.now());
+      if (call.timeout === 0 || left < call.timeout) {
+        call.timeout = left;
+        call.ownTimeout = true;
+      }
+    }
+    return call;
   }
 
   /**
@@ -388,7 +406,10 @@ export class MsgTransClient
 
   private request(session: MsgTransSession, call: OutgoingCall, timeout: number | undefined, observer: ReplyObserver): number {
     const wire = toWireRoute(call.packet.pattern);
-    return session.request(wire.bizType, wire.route, call.packet.data, call.packet.metadata, observer, timeout);
+    // the server learns the budget as it stands when the request leaves (docs/PROTOCOL.md, "Deadlines")
+    const budget = timeout ?? this.sessionOptions.requestTimeout;
+    const metadata = budget > 0 ? { ...call.packet.metadata, [TIMEOUT_METADATA_KEY]: String(budget) } : call.packet.metadata;
+    return session.request(wire.bizType, wire.route, call.packet.data, metadata, observer, timeout);
   }
 
   private emitOn(session: MsgTransSession, packet: ReadPacket): void {

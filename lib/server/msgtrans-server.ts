@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { isObservable } from 'rxjs';
+import { isObservable, tap } from 'rxjs';
 import type { MessageHandler } from '@nestjs/microservices';
 import { BaseRpcExceptionFilter, Server, type CustomTransportStrategy } from '@nestjs/microservices';
 import { MSGTRANS_DEFAULTS, MSGTRANS_TRANSPORT, NO_MESSAGE_HANDLER } from '../constants.js';
@@ -32,6 +32,8 @@ import {
 } from '../session/msgtrans-session.js';
 import { assertTlsOptions, parseEndpoint, type HttpServer } from '../transport/endpoint.js';
 import { MsgTransSessions } from './msgtrans-sessions.js';
+import { DeadlineTracker, type TrackedRequest } from './deadline-tracker.js';
+import { deadlineStorage, takeBudget } from '../deadline/call-deadline.js';
 import { GatedSession } from './gated-session.js';
 import { AUTH_ROUTE, SessionAuthenticator } from './session-authenticator.js';
 import { EventListeners } from '../transport/event-listeners.js';
@@ -98,6 +100,7 @@ export class MsgTransServer
   // sessions waiting for the authenticate hook: not yet in `sessions`
   private readonly held = new Set<MsgTransSession>();
   private readonly violationCounts = new Map<string, number>();
+  private readonly deadlines = new DeadlineTracker();
   // Nest's own no-op start hook, to tell when instrumentation replaced it
   private readonly defaultStartHook = this.onProcessingStartHook;
 
@@ -178,6 +181,7 @@ export class MsgTransServer
     }
     for (const session of [...this.held, ...this.sessions.all()]) session.close();
     this.held.clear();
+    this.deadlines.clear();
     await Promise.all(this.listeners.map((l) => l.close()));
     this.draining = false;
     this._status$.next(MsgTransStatus.DISCONNECTED);
@@ -251,17 +255,34 @@ export class MsgTransServer
       session.replyError(message, NO_MESSAGE_HANDLER);
       return;
     }
-    const context = new MsgTransContext([session, message]);
+    const budget = takeBudget(message);
+    if (budget === undefined) {
+      this.start(handler, session, message, new MsgTransContext([session, message]), undefined);
+      return;
+    }
+    const tracked = this.deadlines.track(session, message, budget, Date.now());
+    // calls the handler makes inherit what is left of the deadline
+    deadlineStorage.run(tracked.at, this.start, handler, session, message, new MsgTransContext([session, message, tracked.at]), tracked);
+  }
+
+  // a bound field: passed to deadlineStorage.run without a closure per request
+  private readonly start = (
+    handler: MessageHandler,
+    session: MsgTransSession,
+    message: IncomingMessage,
+    context: MsgTransContext,
+    tracked: TrackedRequest | undefined,
+  ): void => {
     if (this.hooksUnset()) {
-      void this.invoke(handler, session, message, context);
+      void this.invoke(handler, session, message, context, tracked);
       return;
     }
     try {
-      this.onProcessingStartHook(this.transportId, context, () => this.invoke(handler, session, message, context));
+      this.onProcessingStartHook(this.transportId, context, () => this.invoke(handler, session, message, context, tracked));
     } catch (err) {
-      this.replyFailure(session, message, err);
+      this.replyFailure(session, message, err, tracked);
     }
-  }
+  };
 
   /** @internal session callback */
   onEvent(session: MsgTransSession, message: IncomingMessage): void {
@@ -334,12 +355,14 @@ export class MsgTransServer
     session: MsgTransSession,
     message: IncomingMessage,
     context: MsgTransContext,
+    tracked: TrackedRequest | undefined,
   ): Promise<void> {
     // the end hook is optional (unset unless instrumentation sets one): skip its closure when absent
     const end = (this.onProcessingEndHook as unknown) ? this.createProcessingEndHookRunner(context) : undefined;
+    const done = tracked === undefined ? end : this.untrack(tracked, end);
     const fail = (err: unknown) => {
-      end?.();
-      this.replyFailure(session, message, err);
+      done?.();
+      this.replyFailure(session, message, err, tracked);
     };
     let result: unknown;
     try {
@@ -350,12 +373,31 @@ export class MsgTransServer
     }
     // Nest's handlers return promises (resolve() passes those through); a hand-registered one may not
     return Promise.resolve(result).then((value) => {
+      if (tracked?.expired) {
+        // the deadline passed first: the caller has given up, no reply
+        done?.();
+        return;
+      }
       try {
-        session.reply(message, value, end);
+        session.reply(message, tracked === undefined ? value : this.refreshing(value, tracked), done);
       } catch (err) {
         fail(err);
       }
     }, fail);
+  }
+
+  /** What runs once a reply under a deadline has ended: the deadline is no longer watched. */
+  private untrack(tracked: TrackedRequest, end: (() => void) | undefined): () => void {
+    return () => {
+      this.deadlines.release(tracked);
+      end?.();
+    };
+  }
+
+  /** A streamed reply: each value grants the next one the caller's whole budget again. */
+  private refreshing(value: unknown, tracked: TrackedRequest): unknown {
+    if (!isObservable(value)) return value;
+    return value.pipe(tap(() => this.deadlines.refresh(tracked)));
   }
 
   /**
@@ -363,8 +405,9 @@ export class MsgTransServer
    * the way those filters would: an RpcException's error as is, anything
    * else logged and sent as "Internal server error", so no internals leak.
    */
-  private replyFailure(session: MsgTransSession, message: IncomingMessage, err: unknown): void {
-    if (session.closed) return;
+  private replyFailure(session: MsgTransSession, message: IncomingMessage, err: unknown, tracked?: TrackedRequest): void {
+    // past its deadline a request gets no reply, not even an error
+    if (session.closed || tracked?.expired) return;
     // never throws: it runs in promise callbacks, where a throw would be an unhandled rejection
     try {
       // the filter's Observable errors synchronously

@@ -154,6 +154,18 @@ export class MsgTransSession implements MsgTransConnectionSink {
   }
 
   /**
+   * Stops answering a request from the peer, as a CANCEL from it would (its
+   * deadline passed): a reply in progress is unsubscribed; a reply not
+   * started yet no longer counts as in flight, and the caller must not send
+   * it. Call it at most once per request.
+   */
+  abandon(request: IncomingMessage): void {
+    const subscription = this.replying?.get(request.messageId);
+    if (subscription !== undefined) subscription.unsubscribe();
+    else this.answering--;
+  }
+
+  /**
    * Answers a request with a handler result: a value, or an Observable whose
    * values become the reply (one plain response for a single value, MORE…END
    * for a stream, ERROR on failure). `done` runs once the reply has ended,
