@@ -30,3 +30,5 @@ export * from './transport/connection-guards.js';
 export * from './session/request-observable.js';
 export * from './module/index.js';
 export * from './tls/create-dev-certificates.js';
+export * from './health/msgtrans-health.js';
+export { TIMEOUT_METADATA_KEY, currentDeadline } from './deadline/call-deadline.js';

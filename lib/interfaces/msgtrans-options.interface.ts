@@ -5,6 +5,7 @@ import type { MsgTransListener } from '../transport/msgtrans-connection.interfac
 import type { MsgTransHeartbeatMode, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
 import type { MsgTransTlsOptions } from '../transport/tls-options.interface.js';
 import type { MsgTransAuthenticate } from '../server/session-authenticator.js';
+import type { MsgTransHealthCheck } from '../health/msgtrans-health.js';
 
 /** Payload compression for packets this side sends. Receiving always accepts zlib and zstd. */
 export interface MsgTransCompressionOptions {
@@ -102,6 +103,18 @@ export interface MsgTransServerOptions extends MsgTransCommonOptions {
   maxPreAuthBytes?: number;
   /** ms a request pushed to a client (`sessions.sendTo`) waits for its reply. 0 disables. Default 30000. */
   requestTimeout?: number;
+  /**
+   * Named checks the reserved `msgtrans.health` route answers for, by
+   * service name (the grpc.health.v1 model; `''`, the whole server, is
+   * always there and needs none). Default: none.
+   */
+  healthChecks?: Record<string, MsgTransHealthCheck>;
+  /**
+   * With `authenticate`: answer `msgtrans.health` from connections not
+   * accepted yet (load balancer and Kubernetes probes without credentials).
+   * Default false: a probe is answered once its connection is accepted.
+   */
+  healthBeforeAuth?: boolean;
 }
 
 /**

@@ -9,7 +9,9 @@ import type { MsgTransError } from '../errors/msgtrans-error.js';
 import { MsgTransLimitError } from '../errors/msgtrans-limit-error.js';
 import {
   assertKnownOptions,
+  flag,
   positiveInteger,
+  resolveHealthChecks,
   protocolFor,
   protocolTable,
   resolveHeartbeat,
@@ -32,6 +34,7 @@ import {
 } from '../session/msgtrans-session.js';
 import { assertTlsOptions, parseEndpoint, type HttpServer } from '../transport/endpoint.js';
 import { MsgTransSessions } from './msgtrans-sessions.js';
+import { HEALTH_ROUTE, MsgTransHealth, type MsgTransHealthReply } from '../health/msgtrans-health.js';
 import { DeadlineTracker, type TrackedRequest } from './deadline-tracker.js';
 import { deadlineStorage, takeBudget } from '../deadline/call-deadline.js';
 import { GatedSession } from './gated-session.js';
@@ -101,6 +104,8 @@ export class MsgTransServer
   private readonly held = new Set<MsgTransSession>();
   private readonly violationCounts = new Map<string, number>();
   private readonly deadlines = new DeadlineTracker();
+  private readonly health: MsgTransHealth;
+  private readonly healthBeforeAuth: boolean;
   // Nest's own no-op start hook, to tell when instrumentation replaced it
   private readonly defaultStartHook = this.onProcessingStartHook;
 
@@ -120,6 +125,8 @@ export class MsgTransServer
       maxMessages: positiveInteger('maxPreAuthMessages', options.maxPreAuthMessages, MSGTRANS_DEFAULTS.maxPreAuthMessages),
       maxBytes: positiveInteger('maxPreAuthBytes', options.maxPreAuthBytes, MSGTRANS_DEFAULTS.maxPreAuthBytes),
     };
+    this.health = new MsgTransHealth(resolveHealthChecks(options.healthChecks));
+    this.healthBeforeAuth = flag('healthBeforeAuth', options.healthBeforeAuth, MSGTRANS_DEFAULTS.healthBeforeAuth);
     this.authenticator = options.authenticate
       ? new SessionAuthenticator(
           options.authenticate,
@@ -127,6 +134,7 @@ export class MsgTransServer
           preAuthLimits,
           (session, queued) => this.admit(session, queued),
           (session, reason) => this.countViolation(session, new MsgTransConnectionError(MsgTransErrorCode.AUTH_FAILED, reason)),
+          this.healthBeforeAuth ? HEALTH_ROUTE : undefined,
         )
       : null;
   }
@@ -187,6 +195,14 @@ export class MsgTransServer
     this._status$.next(MsgTransStatus.DISCONNECTED);
   }
 
+  /**
+   * What `msgtrans.health` answers for `service` (`''`: the whole server):
+   * `NOT_SERVING` while the server drains on shutdown.
+   */
+  healthStatus(service = ''): Promise<MsgTransHealthReply> {
+    return this.health.status(service, this.draining || !this.accepting);
+  }
+
   /** Open sessions and the limit and protocol violations seen so far, by error code. */
   stats(): { sessions: number; violations: Record<string, number> } {
     return { sessions: this.sessions.size, violations: Object.fromEntries(this.violationCounts) };
@@ -236,7 +252,11 @@ export class MsgTransServer
   /** @internal session callback */
   onRequest(session: MsgTransSession, message: IncomingMessage): void {
     if (this.authenticator !== null && this.held.has(session)) {
-      // only the credentials, and requests of a refused session, get here while held
+      if (this.healthBeforeAuth && message.route === HEALTH_ROUTE) {
+        this.health.answer(session, message, this.draining);
+        return;
+      }
+      // only the credentials, health probes if allowed, and requests of a refused session get here while held
       this.authenticator.onHeldRequest(session, message);
       return;
     }
@@ -244,6 +264,11 @@ export class MsgTransServer
       // without a hook everyone is accepted, credentials or not
       if (this.authenticator === null) session.reply(message, { authenticated: true });
       else void this.authenticator.reauthenticate(session, message);
+      return;
+    }
+    if (message.route === HEALTH_ROUTE) {
+      // reserved: answered here, never by a user handler; NOT_SERVING while draining
+      this.health.answer(session, message, this.draining);
       return;
     }
     if (this.draining) {
