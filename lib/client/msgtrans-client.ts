@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microservices';
 import { InvalidMessageException } from '@nestjs/microservices/errors/invalid-message.exception.js';
-import { connectable, filter, firstValueFrom, map, Observable, of, Subject, throwError } from 'rxjs';
+import { connectable, filter, firstValueFrom, isObservable, map, Observable, of, Subject, tap, throwError } from 'rxjs';
 import { MSGTRANS_DEFAULTS, NO_MESSAGE_HANDLER } from '../constants.js';
 import {
   assertKnownOptions,
@@ -39,6 +39,8 @@ import type { MsgTransConnectContext, MsgTransProtocol } from '../transport/msgt
 import { ConnectionStateMachine, type ConnectionDriver } from './connection-state-machine.js';
 import { MsgTransRecord } from './msgtrans-record.js';
 import { currentDeadline, TIMEOUT_METADATA_KEY } from '../deadline/call-deadline.js';
+import { MsgTransTelemetry, type IncomingCall } from '../otel/msgtrans-telemetry.js';
+import { TrafficCounters, type MsgTransProtocolStats } from '../otel/traffic-counter.js';
 
 /** Answers one request pushed by the server: a value, a Promise or an Observable. */
 export type MsgTransClientRequestHandler = (data: any, message: IncomingMessage) => unknown;
@@ -99,6 +101,9 @@ export class MsgTransClient
   private readonly connection: ConnectionStateMachine;
   // Replies pass through serializeResponse/serializeError only when a subclass overrides them.
   private readonly serializesReplies: boolean;
+  private readonly traffic = new TrafficCounters();
+  // null (the common case) means no SDK: every hook is skipped. Checked again on each connection.
+  private telemetry: MsgTransTelemetry | null = null;
 
   constructor(protected readonly options: MsgTransClientOptions) {
     super();
@@ -119,9 +124,19 @@ export class MsgTransClient
       whileDisconnected: oneOf('whileDisconnected', options.whileDisconnected, ['auto', 'wait', 'fail'], MSGTRANS_DEFAULTS.whileDisconnected),
       maxQueuedCalls: positiveInteger('maxQueuedCalls', options.maxQueuedCalls, MSGTRANS_DEFAULTS.maxQueuedCalls),
     });
+    this.telemetry = this.resolveTelemetry();
     this.serializesReplies =
       this.serializeResponse !== ClientProxy.prototype['serializeResponse'] ||
       this.serializeError !== ClientProxy.prototype['serializeError'];
+  }
+
+  /**
+   * This client's figures: the session open (0 or 1) and, for its protocol,
+   * packets and bytes in and out and connections lost with an error, by
+   * code. The same figures OpenTelemetry metrics report.
+   */
+  stats(): { sessions: number; protocols: Record<string, MsgTransProtocolStats> } {
+    return { sessions: this.connection.connected ? 1 : 0, protocols: this.traffic.snapshot() };
   }
 
   /** Where the connection is: idle, connecting, authenticating, connected, reconnecting or closed. */
@@ -287,16 +302,46 @@ export class MsgTransClient
       session.replyError(message, NO_MESSAGE_HANDLER);
       return;
     }
-    new Promise((resolve) => resolve(handler(message.data, message))).then(
-      (result) => session.reply(message, result),
-      (err) => session.replyError(message, err),
-    ).catch((err) => this.logger.error(err));
+    const telemetry = this.telemetry;
+    if (telemetry === null) {
+      this.answerWith(handler, session, message, undefined);
+      return;
+    }
+    // the server's request is answered under a SERVER span, a child of the server's CLIENT span
+    const call = telemetry.incoming(session.connection, message, false);
+    call.run(this.answerWith, handler, session, message, call);
   }
 
+  private readonly answerWith = (
+    handler: MsgTransClientRequestHandler,
+    session: MsgTransSession,
+    message: IncomingMessage,
+    call: IncomingCall | undefined,
+  ): void => {
+    new Promise((resolve) => resolve(handler(message.data, message))).then(
+      (result) => session.reply(message, call === undefined || !isObservable(result) ? result : result.pipe(tap({ error: call.onError })), call?.onEnd),
+      (err) => {
+        call?.fail(err);
+        call?.end();
+        session.replyError(message, err);
+      },
+    ).catch((err) => this.logger.error(err));
+  };
+
   /** @internal session callback: an event pushed by the server. */
-  onEvent(_session: MsgTransSession, message: IncomingMessage): void {
-    this.pushed.next(message);
+  onEvent(session: MsgTransSession, message: IncomingMessage): void {
+    const telemetry = this.telemetry;
+    if (telemetry === null) {
+      this.pushed.next(message);
+      return;
+    }
+    // subscribers run under a CONSUMER span, a child of the server's PRODUCER span
+    const call = telemetry.incoming(session.connection, message, true);
+    call.run(this.deliver, message);
+    call.end();
   }
+
+  private readonly deliver = (message: IncomingMessage): void => this.pushed.next(message);
 
   /** Closes the client when Nest shuts the application down. */
   onApplicationShutdown(): void {
@@ -305,6 +350,12 @@ export class MsgTransClient
 
   /** @internal session callback */
   onClose(session: MsgTransSession, error: Error | undefined): void {
+    const traffic = session.instruments?.traffic;
+    if (traffic) {
+      traffic.sessions--;
+      const code = (error as { code?: unknown } | undefined)?.code;
+      if (typeof code === 'string') traffic.countError(code);
+    }
     if (this.connection.connected !== session) return;
     if (error) {
       this.logger.error(`Connection to ${this.describeEndpoint()} lost: ${error.message}`);
@@ -422,7 +473,15 @@ export class MsgTransClient
     return {
       dial: async () => {
         const connection = await this.protocol.connect(this.endpoint, this.connectContext);
-        return new MsgTransSession(connection, this.sessionOptions, this);
+        const session = new MsgTransSession(connection, this.sessionOptions, this);
+        if (!session.closed) {
+          // an SDK registered after the client was made is picked up from the next connection
+          this.telemetry ??= this.resolveTelemetry();
+          const traffic = this.traffic.of(connection.protocol);
+          traffic.sessions++;
+          session.instruments = { traffic, telemetry: this.telemetry };
+        }
+        return session;
       },
       authenticate: (session) => this.authenticate(session),
       wantsConnection: () => this.keepConnected || this.pushed.observed || this.answerers.size > 0,
@@ -477,6 +536,11 @@ export class MsgTransClient
         this._status$.next(MsgTransStatus.DISCONNECTED);
         return;
     }
+  }
+
+  private resolveTelemetry(): MsgTransTelemetry | null {
+    const { host, port } = this.endpoint;
+    return MsgTransTelemetry.resolve(this.options.telemetry, () => ({ host, port }), this.traffic, () => ({}));
   }
 
   private describeEndpoint(): string {

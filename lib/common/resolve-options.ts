@@ -39,6 +39,7 @@ const COMMON_KEYS = [
   'maxSendBufferSize',
   'sendStallTimeout',
   'maxInFlight',
+  'telemetry',
 ];
 const KNOWN_KEYS = {
   server: new Set([

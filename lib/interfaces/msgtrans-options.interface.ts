@@ -6,6 +6,7 @@ import type { MsgTransHeartbeatMode, MsgTransProtocol } from '../transport/msgtr
 import type { MsgTransTlsOptions } from '../transport/tls-options.interface.js';
 import type { MsgTransAuthenticate } from '../server/session-authenticator.js';
 import type { MsgTransHealthCheck } from '../health/msgtrans-health.js';
+import type { MsgTransTelemetryOptions } from '../otel/telemetry-options.interface.js';
 
 /** Payload compression for packets this side sends. Receiving always accepts zlib and zstd. */
 export interface MsgTransCompressionOptions {
@@ -60,6 +61,11 @@ export interface MsgTransCommonOptions {
   heartbeat?: MsgTransHeartbeatMode;
   /** Extra protocols beyond the built-in ones, keyed by URL scheme. */
   protocols?: MsgTransProtocol[];
+  /**
+   * OpenTelemetry tracing and metrics (see {@link MsgTransTelemetryOptions}).
+   * Default: the providers registered globally, if any; none, nothing is done.
+   */
+  telemetry?: MsgTransTelemetryOptions;
 }
 
 /** One entry of the server's `listen` option. */

@@ -35,6 +35,9 @@ import {
 import { assertTlsOptions, parseEndpoint, type HttpServer } from '../transport/endpoint.js';
 import { MsgTransSessions } from './msgtrans-sessions.js';
 import { HEALTH_ROUTE, MsgTransHealth, type MsgTransHealthReply } from '../health/msgtrans-health.js';
+import { MsgTransTelemetry, type IncomingCall } from '../otel/msgtrans-telemetry.js';
+import { TrafficCounters, type MsgTransProtocolStats } from '../otel/traffic-counter.js';
+import type { MsgTransTelemetryOptions } from '../otel/telemetry-options.interface.js';
 import { DeadlineTracker, type TrackedRequest } from './deadline-tracker.js';
 import { deadlineStorage, takeBudget } from '../deadline/call-deadline.js';
 import { GatedSession } from './gated-session.js';
@@ -104,6 +107,10 @@ export class MsgTransServer
   private readonly held = new Set<MsgTransSession>();
   private readonly violationCounts = new Map<string, number>();
   private readonly deadlines = new DeadlineTracker();
+  private readonly traffic = new TrafficCounters();
+  private readonly telemetryOptions: MsgTransTelemetryOptions | undefined;
+  // resolved when listening: null (the common case) means no SDK, and every hook is skipped
+  private telemetry: MsgTransTelemetry | null = null;
   private readonly health: MsgTransHealth;
   private readonly healthBeforeAuth: boolean;
   // Nest's own no-op start hook, to tell when instrumentation replaced it
@@ -125,6 +132,7 @@ export class MsgTransServer
       maxMessages: positiveInteger('maxPreAuthMessages', options.maxPreAuthMessages, MSGTRANS_DEFAULTS.maxPreAuthMessages),
       maxBytes: positiveInteger('maxPreAuthBytes', options.maxPreAuthBytes, MSGTRANS_DEFAULTS.maxPreAuthBytes),
     };
+    this.telemetryOptions = options.telemetry;
     this.health = new MsgTransHealth(resolveHealthChecks(options.healthChecks));
     this.healthBeforeAuth = flag('healthBeforeAuth', options.healthBeforeAuth, MSGTRANS_DEFAULTS.healthBeforeAuth);
     this.authenticator = options.authenticate
@@ -146,6 +154,12 @@ export class MsgTransServer
   async listen(callback: (error?: unknown) => void): Promise<void> {
     try {
       this.accepting = true;
+      this.telemetry ??= MsgTransTelemetry.resolve(
+        this.telemetryOptions,
+        (protocol) => this.boundAddresses.find((a) => a.protocol === protocol),
+        this.traffic,
+        () => Object.fromEntries(this.violationCounts),
+      );
       const onConnection = (connection: MsgTransConnection) => this.accept(connection);
       const onError = (error: Error) => {
         this.logger.error(`Listener error: ${error.message}`);
@@ -190,6 +204,8 @@ export class MsgTransServer
     for (const session of [...this.held, ...this.sessions.all()]) session.close();
     this.held.clear();
     this.deadlines.clear();
+    this.telemetry?.dispose();
+    this.telemetry = null;
     await Promise.all(this.listeners.map((l) => l.close()));
     this.draining = false;
     this._status$.next(MsgTransStatus.DISCONNECTED);
@@ -203,9 +219,14 @@ export class MsgTransServer
     return this.health.status(service, this.draining || !this.accepting);
   }
 
-  /** Open sessions and the limit and protocol violations seen so far, by error code. */
-  stats(): { sessions: number; violations: Record<string, number> } {
-    return { sessions: this.sessions.size, violations: Object.fromEntries(this.violationCounts) };
+  /**
+   * Open sessions, the limit and protocol violations seen so far by error
+   * code, and per protocol: sessions open (accepted or waiting for
+   * `authenticate`), packets and bytes in and out, and connections closed
+   * with an error, by code. The same figures OpenTelemetry metrics report.
+   */
+  stats(): { sessions: number; violations: Record<string, number>; protocols: Record<string, MsgTransProtocolStats> } {
+    return { sessions: this.sessions.size, violations: Object.fromEntries(this.violationCounts), protocols: this.traffic.snapshot() };
   }
 
   /** The bound address of every endpoint (port 0 resolved), once listening. */
@@ -280,41 +301,76 @@ export class MsgTransServer
       session.replyError(message, NO_MESSAGE_HANDLER);
       return;
     }
+    const telemetry = this.telemetry;
+    if (telemetry === null) {
+      this.dispatch(handler, session, message, undefined);
+      return;
+    }
+    // the handler runs under its SERVER span, a child of the caller's
+    const call = telemetry.incoming(session.connection, message, false);
+    call.run(this.dispatch, handler, session, message, call);
+  }
+
+  // bound fields: passed to context runners without a closure per request
+  private readonly dispatch = (
+    handler: MessageHandler,
+    session: MsgTransSession,
+    message: IncomingMessage,
+    call: IncomingCall | undefined,
+  ): void => {
     const budget = takeBudget(message);
     if (budget === undefined) {
-      this.start(handler, session, message, new MsgTransContext([session, message]), undefined);
+      this.start(handler, session, message, new MsgTransContext([session, message]), undefined, call);
       return;
     }
     const tracked = this.deadlines.track(session, message, budget, Date.now());
     // calls the handler makes inherit what is left of the deadline
-    deadlineStorage.run(tracked.at, this.start, handler, session, message, new MsgTransContext([session, message, tracked.at]), tracked);
-  }
+    deadlineStorage.run(tracked.at, this.start, handler, session, message, new MsgTransContext([session, message, tracked.at]), tracked, call);
+  };
 
-  // a bound field: passed to deadlineStorage.run without a closure per request
   private readonly start = (
     handler: MessageHandler,
     session: MsgTransSession,
     message: IncomingMessage,
     context: MsgTransContext,
     tracked: TrackedRequest | undefined,
+    call: IncomingCall | undefined,
   ): void => {
     if (this.hooksUnset()) {
-      void this.invoke(handler, session, message, context, tracked);
+      void this.invoke(handler, session, message, context, tracked, call);
       return;
     }
     try {
-      this.onProcessingStartHook(this.transportId, context, () => this.invoke(handler, session, message, context, tracked));
+      this.onProcessingStartHook(this.transportId, context, () => this.invoke(handler, session, message, context, tracked, call));
     } catch (err) {
+      call?.fail(err);
+      call?.end();
       this.replyFailure(session, message, err, tracked);
     }
   };
 
   /** @internal session callback */
   onEvent(session: MsgTransSession, message: IncomingMessage): void {
+    const telemetry = this.telemetry;
+    if (telemetry === null) {
+      this.deliverEvent(session, message, undefined);
+      return;
+    }
+    // the handler runs under its CONSUMER span, a child of the sender's
+    const call = telemetry.incoming(session.connection, message, true);
+    call.run(this.deliverEvent, session, message, call);
+  }
+
+  private readonly deliverEvent = (session: MsgTransSession, message: IncomingMessage, call: IncomingCall | undefined): void => {
     const context = new MsgTransContext([session, message]);
     if (!this.hooksUnset()) {
-      this.handleEvent(message.route, { pattern: message.route, data: message.data }, context).catch((err) =>
-        this.logger.error(err),
+      this.handleEvent(message.route, { pattern: message.route, data: message.data }, context).then(
+        () => call?.end(),
+        (err) => {
+          call?.fail(err);
+          call?.end();
+          this.logger.error(err);
+        },
       );
       return;
     }
@@ -322,6 +378,7 @@ export class MsgTransServer
     // several promises and closures less per event.
     const handler = this.getHandlerByPattern(message.route);
     if (!handler) {
+      call?.end();
       this.logger.error(`${NO_EVENT_HANDLER}${message.route}`);
       return;
     }
@@ -329,14 +386,30 @@ export class MsgTransServer
     try {
       result = handler(message.data, context);
     } catch (err) {
+      call?.fail(err);
+      call?.end();
       // a hand-registered handler's bug is that event's failure, not the connection's;
       // a payload that could not be decoded has closed the session, which reports it
       if (!session.closed) this.logger.error(err);
       return;
     }
     // Nest's handlers return promises (resolve() passes those through); a hand-registered one may not
-    Promise.resolve(result).then(this.onEventResult, this.logError);
-  }
+    if (call === undefined) {
+      Promise.resolve(result).then(this.onEventResult, this.logError);
+      return;
+    }
+    Promise.resolve(result).then(
+      (value) => {
+        call.end();
+        this.onEventResult(value);
+      },
+      (err) => {
+        call.fail(err);
+        call.end();
+        this.logError(err);
+      },
+    );
+  };
 
   // shared by every event: no closures per message
   private readonly logError = (err: unknown): void => this.logger.error(err);
@@ -360,6 +433,12 @@ export class MsgTransServer
 
   /** @internal session callback */
   onClose(session: MsgTransSession, error: Error | undefined): void {
+    const traffic = session.instruments?.traffic;
+    if (traffic) {
+      traffic.sessions--;
+      const code = (error as Partial<MsgTransError> | undefined)?.code;
+      if (typeof code === 'string') traffic.countError(code);
+    }
     this.authenticator?.forget(session);
     if (this.held.delete(session)) {
       if (isViolation(error)) this.countViolation(session, error);
@@ -381,11 +460,13 @@ export class MsgTransServer
     message: IncomingMessage,
     context: MsgTransContext,
     tracked: TrackedRequest | undefined,
+    call: IncomingCall | undefined,
   ): Promise<void> {
     // the end hook is optional (unset unless instrumentation sets one): skip its closure when absent
     const end = (this.onProcessingEndHook as unknown) ? this.createProcessingEndHookRunner(context) : undefined;
-    const done = tracked === undefined ? end : this.untrack(tracked, end);
+    const done = tracked === undefined && call === undefined ? end : this.untrack(tracked, call, end);
     const fail = (err: unknown) => {
+      call?.fail(err);
       done?.();
       this.replyFailure(session, message, err, tracked);
     };
@@ -404,25 +485,34 @@ export class MsgTransServer
         return;
       }
       try {
-        session.reply(message, tracked === undefined ? value : this.refreshing(value, tracked), done);
+        session.reply(message, tracked === undefined && call === undefined ? value : this.watching(value, tracked, call), done);
       } catch (err) {
         fail(err);
       }
     }, fail);
   }
 
-  /** What runs once a reply under a deadline has ended: the deadline is no longer watched. */
-  private untrack(tracked: TrackedRequest, end: (() => void) | undefined): () => void {
+  /** What runs once a watched reply has ended: the deadline is no longer watched, the span ends. */
+  private untrack(tracked: TrackedRequest | undefined, call: IncomingCall | undefined, end: (() => void) | undefined): () => void {
     return () => {
-      this.deadlines.release(tracked);
+      if (tracked !== undefined) this.deadlines.release(tracked);
+      call?.end();
       end?.();
     };
   }
 
-  /** A streamed reply: each value grants the next one the caller's whole budget again. */
-  private refreshing(value: unknown, tracked: TrackedRequest): unknown {
+  /**
+   * A streamed reply under a deadline or a span: each value grants the next
+   * one the caller's whole budget again; an error marks the span failed.
+   */
+  private watching(value: unknown, tracked: TrackedRequest | undefined, call: IncomingCall | undefined): unknown {
     if (!isObservable(value)) return value;
-    return value.pipe(tap(() => this.deadlines.refresh(tracked)));
+    return value.pipe(
+      tap({
+        next: tracked === undefined ? undefined : () => this.deadlines.refresh(tracked),
+        error: call?.onError,
+      }),
+    );
   }
 
   /**
@@ -458,14 +548,24 @@ export class MsgTransServer
     }
     if (this.authenticator === null) {
       const session = new MsgTransSession(connection, this.sessionOptions, this);
+      this.instrument(session);
       // a connection may die before open() returns; then onClose has already run
       if (!session.closed) this.admit(session, []);
       return;
     }
     const session = new GatedSession(connection, this.sessionOptions, this);
+    this.instrument(session);
     if (session.closed) return;
     this.held.add(session);
     this.authenticator.begin(session);
+  }
+
+  /** Counts a new session's traffic under its protocol, and gives it the telemetry. */
+  private instrument(session: MsgTransSession): void {
+    if (session.closed) return;
+    const traffic = this.traffic.of(session.protocol);
+    traffic.sessions++;
+    session.instruments = { traffic, telemetry: this.telemetry };
   }
 
   /**

@@ -15,6 +15,8 @@ import { MsgTransLimitError } from '../errors/msgtrans-limit-error.js';
 import type { MsgTransConnection, MsgTransConnectionSink } from '../transport/msgtrans-connection.interface.js';
 import type { ConnectionLimits } from '../transport/msgtrans-protocol.interface.js';
 import type { IncomingMessage } from './incoming-message.interface.js';
+import type { SessionInstruments } from '../otel/session-instruments.js';
+import { HEADER_SIZE } from '../codec/packet.js';
 
 /** Receives what a session cannot handle by itself. */
 export interface MsgTransSessionHandler {
@@ -63,6 +65,8 @@ export class MsgTransSession implements MsgTransConnectionSink {
   readonly id = newSessionId();
   /** What the server's `authenticate` hook returned for this connection (undefined without one). */
   principal: unknown = undefined;
+  /** @internal traffic counters and tracing, set by the server or client that made the session */
+  instruments: SessionInstruments | null = null;
   // the next message id this side sends (a plain number: one object less per connection)
   private nextId = 1;
   // Insertion order is deadline order (one timeout for all), so the timeout
@@ -126,6 +130,12 @@ export class MsgTransSession implements MsgTransConnectionSink {
       observer.error(this.closedError());
       return 0;
     }
+    const telemetry = this.instruments?.telemetry;
+    if (telemetry) {
+      const traced = telemetry.outgoingRequest(this.connection, route ?? String(bizType), metadata, observer);
+      metadata = traced.metadata;
+      observer = traced;
+    }
     const pending = (this.pending ??= new Map());
     let id = this.takeId();
     // After a wrap, skip ids a long-lived request still holds.
@@ -141,6 +151,8 @@ export class MsgTransSession implements MsgTransConnectionSink {
   /** Sends a one-way packet (an event). */
   emit(bizType: number, route: string | undefined, data: unknown, metadata: Record<string, string> | undefined): void {
     if (this.isClosed) throw this.closedError();
+    const telemetry = this.instruments?.telemetry;
+    if (telemetry) metadata = telemetry.outgoingEvent(this.connection, route ?? String(bizType), metadata);
     this.send(PacketType.ONE_WAY, bizType, this.takeId(), route, metadata, data, 0);
   }
 
@@ -149,6 +161,7 @@ export class MsgTransSession implements MsgTransConnectionSink {
    * more and the peer is sent CANCEL so it stops producing.
    */
   cancel(id: number): void {
+    (this.pending?.get(id)?.observer as { cancelled?(): void } | undefined)?.cancelled?.();
     if (!this.pending?.delete(id) || this.isClosed) return;
     this.sendCancel(id);
   }
@@ -311,11 +324,21 @@ export class MsgTransSession implements MsgTransConnectionSink {
       typeof payload === 'string'
         ? encodePacketWithText(head, payload)
         : encodePacket({ ...head, payload: toBuffer(payload) });
+    const traffic = this.instruments?.traffic;
+    if (traffic) {
+      traffic.messagesOut++;
+      traffic.bytesOut += packet.length;
+    }
     this.connection.send(packet);
   }
 
   /** @internal connection sink: a validated packet arrived. */
   onPacket(packet: MsgTransPacket): void {
+    const traffic = this.instruments?.traffic;
+    if (traffic) {
+      traffic.messagesIn++;
+      traffic.bytesIn += HEADER_SIZE + packet.extHeader.length + packet.payload.length;
+    }
     try {
       switch (packet.packetType) {
         case PacketType.RESPONSE:

@@ -105,7 +105,8 @@ for (const protocol of PROTOCOL_CASES) {
       await waitFor(() => seen.aStopped === 1 && seen.bStopped === 1, 5000);
       assert.equal(seen.bStarted, 1);
       // A learnt the client's deadline; B got no more than what was left of it
-      assert.ok(seen.aDeadline !== undefined && seen.aDeadline >= started && seen.aDeadline <= started + 800 + 50);
+      // (its clock starts on arrival, so only a generous upper bound holds on a busy machine)
+      assert.ok(seen.aDeadline !== undefined && seen.aDeadline >= started + 800 && seen.aDeadline <= started + 800 + 3000, `A's deadline ${seen.aDeadline! - started}`);
       const bBudget = seen.bDeadlines[0];
       assert.ok(bBudget !== undefined && bBudget <= 800, `B's budget ${bBudget}`);
       // the reserved entry is not the handler's metadata
