@@ -540,7 +540,7 @@ export class MsgTransClient
 
   private resolveTelemetry(): MsgTransTelemetry | null {
     const { host, port } = this.endpoint;
-    return MsgTransTelemetry.resolve(this.options.telemetry, () => ({ host, port }), this.traffic, () => ({}));
+    return MsgTransTelemetry.resolve(this.options.telemetry, 'client', () => ({ host, port }), this.traffic, () => ({}));
   }
 
   private describeEndpoint(): string {

@@ -15,12 +15,16 @@ type Attributes = OtelApi.Attributes;
 /** Where this side listens or dials: `server.address` / `server.port` by protocol. */
 export type ServerAddressOf = (protocol: string) => { host: string; port: number } | undefined;
 
-/** The error attributes of a failure: a msgtrans code, an Error's name, else a remote error reply. */
+/**
+ * `error.type` of a failure: its `code` (a msgtrans error code, or one an
+ * error reply carries), an Error's class name, else `_OTHER` (an error
+ * reply as Nest's filters make it, `{ status, message }`).
+ */
 function errorType(error: unknown): string {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && code !== '') return code;
   if (error instanceof Error) return error.constructor.name;
-  return 'remote_error';
+  return '_OTHER';
 }
 
 function errorMessage(error: unknown): string {
@@ -44,13 +48,13 @@ export class MsgTransTelemetry {
   private readonly serverDuration: OtelApi.Histogram | null;
   private readonly clientDuration: OtelApi.Histogram | null;
   private readonly observables: OtelApi.Observable[] = [];
-  private readonly onObserve: OtelApi.ObservableCallback | null;
 
   private constructor(
     readonly api: Api,
     readonly tracer: OtelApi.Tracer | null,
     private readonly meter: OtelApi.Meter | null,
     private readonly serverAddress: ServerAddressOf,
+    private readonly role: 'server' | 'client',
     traffic: TrafficCounters,
     violations: () => Record<string, number>,
   ) {
@@ -64,7 +68,6 @@ export class MsgTransTelemetry {
       description: 'Duration of calls this side made',
       advice: { explicitBucketBoundaries: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10] },
     }) ?? null;
-    this.onObserve = null;
     if (meter !== null) this.observeTraffic(meter, traffic, violations);
   }
 
@@ -74,6 +77,7 @@ export class MsgTransTelemetry {
    */
   static resolve(
     options: MsgTransTelemetryOptions | undefined,
+    role: 'server' | 'client',
     serverAddress: ServerAddressOf,
     traffic: TrafficCounters,
     violations: () => Record<string, number>,
@@ -89,6 +93,7 @@ export class MsgTransTelemetry {
       tracerProvider?.getTracer(SCOPE) ?? null,
       meterProvider?.getMeter(SCOPE) ?? null,
       serverAddress,
+      role,
       traffic,
       violations,
     );
@@ -115,7 +120,7 @@ export class MsgTransTelemetry {
           : meter.createObservableUpDownCounter(name, { unit, description });
       const callback: OtelApi.ObservableCallback = (result) => {
         for (const counter of traffic.all()) {
-          result.observe(read(counter), { 'rpc.system.name': RPC_SYSTEM, 'network.protocol.name': counter.protocol });
+          result.observe(read(counter), { 'rpc.system.name': RPC_SYSTEM, 'msgtrans.role': this.role, 'network.protocol.name': counter.protocol });
         }
       };
       observable.addCallback(callback);
@@ -134,7 +139,7 @@ export class MsgTransTelemetry {
     const onErrors: OtelApi.ObservableCallback = (result) => {
       for (const counter of traffic.all()) {
         for (const [code, n] of Object.entries(counter.errors)) {
-          result.observe(n, { 'rpc.system.name': RPC_SYSTEM, 'network.protocol.name': counter.protocol, 'error.type': code });
+          result.observe(n, { 'rpc.system.name': RPC_SYSTEM, 'msgtrans.role': this.role, 'network.protocol.name': counter.protocol, 'error.type': code });
         }
       }
     };
@@ -146,7 +151,7 @@ export class MsgTransTelemetry {
       description: 'Limit and protocol violations, by code',
     });
     const onRefused: OtelApi.ObservableCallback = (result) => {
-      for (const [code, n] of Object.entries(violations())) result.observe(n, { 'rpc.system.name': RPC_SYSTEM, 'error.type': code });
+      for (const [code, n] of Object.entries(violations())) result.observe(n, { 'rpc.system.name': RPC_SYSTEM, 'msgtrans.role': this.role, 'error.type': code });
     };
     refused.addCallback(onRefused);
     this.observables.push(refused);

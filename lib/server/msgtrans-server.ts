@@ -156,6 +156,7 @@ export class MsgTransServer
       this.accepting = true;
       this.telemetry ??= MsgTransTelemetry.resolve(
         this.telemetryOptions,
+        'server',
         (protocol) => this.boundAddresses.find((a) => a.protocol === protocol),
         this.traffic,
         () => Object.fromEntries(this.violationCounts),
