@@ -38,7 +38,7 @@ import { EventListeners } from '../transport/event-listeners.js';
 import type { MsgTransConnectContext, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
 import { ConnectionStateMachine, type ConnectionDriver } from './connection-state-machine.js';
 import { MsgTransRecord } from './msgtrans-record.js';
-import { currentDeadline, TIMEOUT_METADATA_KEY } from '../deadline/call-deadline.js';
+import { currentDeadline, enableDeadlineInheritance, TIMEOUT_METADATA_KEY } from '../deadline/call-deadline.js';
 import { MsgTransTelemetry, type IncomingCall } from '../otel/msgtrans-telemetry.js';
 import { TrafficCounters, type MsgTransProtocolStats } from '../otel/traffic-counter.js';
 
@@ -125,6 +125,8 @@ export class MsgTransClient
       maxQueuedCalls: positiveInteger('maxQueuedCalls', options.maxQueuedCalls, MSGTRANS_DEFAULTS.maxQueuedCalls),
     });
     this.telemetry = this.resolveTelemetry();
+    // calls made by handlers can inherit deadlines from now on
+    enableDeadlineInheritance();
     this.serializesReplies =
       this.serializeResponse !== ClientProxy.prototype['serializeResponse'] ||
       this.serializeError !== ClientProxy.prototype['serializeError'];

@@ -16,6 +16,24 @@ const MAX_BUDGET = 2_147_483_647;
  */
 export const deadlineStorage = new AsyncLocalStorage<number>();
 
+let inheritable = false;
+
+/**
+ * Called when a MsgTransClient is made: from then on handlers run inside
+ * {@link deadlineStorage}, so their calls can inherit the deadline. Until
+ * then nothing could inherit it, and a server skips AsyncLocalStorage
+ * entirely: on Node 20 its first use turns on async hooks for every promise
+ * in the process, a cost a service that calls no other service should not pay.
+ */
+export function enableDeadlineInheritance(): void {
+  inheritable = true;
+}
+
+/** True once a client exists to inherit deadlines. */
+export function deadlinesInheritable(): boolean {
+  return inheritable;
+}
+
 /** The deadline of the request being handled in this async context, if any. */
 export function currentDeadline(): number | undefined {
   return deadlineStorage.getStore();

@@ -39,7 +39,7 @@ import { MsgTransTelemetry, type IncomingCall } from '../otel/msgtrans-telemetry
 import { TrafficCounters, type MsgTransProtocolStats } from '../otel/traffic-counter.js';
 import type { MsgTransTelemetryOptions } from '../otel/telemetry-options.interface.js';
 import { DeadlineTracker, type TrackedRequest } from './deadline-tracker.js';
-import { deadlineStorage, takeBudget } from '../deadline/call-deadline.js';
+import { deadlinesInheritable, deadlineStorage, takeBudget } from '../deadline/call-deadline.js';
 import { GatedSession } from './gated-session.js';
 import { AUTH_ROUTE, SessionAuthenticator } from './session-authenticator.js';
 import { EventListeners } from '../transport/event-listeners.js';
@@ -325,8 +325,13 @@ export class MsgTransServer
       return;
     }
     const tracked = this.deadlines.track(session, message, budget, Date.now());
+    const context = new MsgTransContext([session, message, tracked.at]);
+    if (!deadlinesInheritable()) {
+      this.start(handler, session, message, context, tracked, call);
+      return;
+    }
     // calls the handler makes inherit what is left of the deadline
-    deadlineStorage.run(tracked.at, this.start, handler, session, message, new MsgTransContext([session, message, tracked.at]), tracked, call);
+    deadlineStorage.run(tracked.at, this.start, handler, session, message, context, tracked, call);
   };
 
   private readonly start = (
