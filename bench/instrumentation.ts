@@ -53,6 +53,9 @@ class Child {
 
 function start(script: string, withSdk: boolean): Child {
   const execArgv = withSdk ? ['--import', join(HERE, 'otel-sdk.js')] : [];
+  // --cpu-prof-dir=DIR: profile the server and client processes (for finding where the cost goes)
+  const profileDir = arg('cpu-prof-dir', '');
+  if (profileDir !== '') execArgv.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`);
   return new Child(fork(join(HERE, script), [VARIANT], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
 }
 
