@@ -146,6 +146,17 @@ for (const protocol of PROTOCOL_CASES) {
       assert.deepEqual(replies, []);
       assert.equal(session.pendingRequests, 1);
     });
+
+    it('a malformed budget is ignored: no deadline, and the entry is still not metadata', async () => {
+      reset();
+      const session = await within(toB.connect(), 5000, 'connect');
+      const id = session.request(0, 'b.slow', {}, { 'msgtrans-timeout': '-5', tenant: 'acme' }, { next() {}, error() {}, complete() {} }, 0);
+      await waitFor(() => seen.bStarted === 1, 5000);
+      assert.deepEqual(seen.bDeadlines, [undefined]);
+      assert.deepEqual(seen.bMetadata, [{ tenant: 'acme' }]);
+      session.cancel(id);
+      await waitFor(() => seen.bStopped === 1, 5000);
+    });
   });
 }
 
