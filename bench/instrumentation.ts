@@ -4,7 +4,9 @@
  * the server and the client process (bench/otel-sdk.ts: every call traced,
  * spans batch-exported, metrics recorded). Arms alternate, each figure is
  * the median of its runs. `node dist/bench/instrumentation.js [--reps=N] [--seconds=S] [--variant=mt-tcp]`
- * (run.ts starts the same server.js and client.js processes).
+ * (run.ts starts the same server.js and client.js processes). `--baseline=DIR`
+ * adds a third arm, no SDK, running the server.js and client.js built in DIR
+ * (the dist/bench of another checkout, e.g. the code before instrumentation).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -51,17 +53,22 @@ class Child {
   }
 }
 
-function start(script: string, withSdk: boolean): Child {
+const BASELINE = arg('baseline', '');
+type Arm = 'off' | 'on' | 'base';
+const ARMS: Arm[] = BASELINE === '' ? ['off', 'on'] : ['off', 'on', 'base'];
+
+function start(script: string, withSdk: boolean, dir = HERE): Child {
   const execArgv = withSdk ? ['--import', join(HERE, 'otel-sdk.js')] : [];
   // --cpu-prof-dir=DIR: profile the server and client processes (for finding where the cost goes)
   const profileDir = arg('cpu-prof-dir', '');
   if (profileDir !== '') execArgv.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`);
-  return new Child(fork(join(HERE, script), [VARIANT], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  return new Child(fork(join(dir, script), [VARIANT], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
 }
 
-async function run(withSdk: boolean, certs: unknown): Promise<{ rate: number; p50: number; p99: number }> {
-  const server = start('server.js', withSdk);
-  const client = start('client.js', withSdk);
+async function run(arm: Arm, certs: unknown): Promise<{ rate: number; p50: number; p99: number }> {
+  const dir = arm === 'base' ? BASELINE : HERE;
+  const server = start('server.js', arm === 'on', dir);
+  const client = start('client.js', arm === 'on', dir);
   try {
     const { port, url } = await server.call('init', { certs }, 30_000);
     await client.call('init', { port, url, certs }, 30_000);
@@ -75,16 +82,16 @@ async function run(withSdk: boolean, certs: unknown): Promise<{ rate: number; p5
 }
 
 const certs = await createDevCertificates();
-const runs: Record<'off' | 'on', { rate: number; p50: number; p99: number }[]> = { off: [], on: [] };
+const runs: Record<Arm, { rate: number; p50: number; p99: number }[]> = { off: [], on: [], base: [] };
 for (let i = 0; i < REPS; i++) {
-  // alternate which arm goes first, so drift on a shared machine hits both
-  for (const arm of i % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
-    const r = await run(arm === 'on', { ca: certs.ca, serverKey: certs.serverKey, serverCert: certs.serverCert });
+  // rotate which arm goes first, so drift on a shared machine hits every arm
+  for (const arm of [...ARMS.slice(i % ARMS.length), ...ARMS.slice(0, i % ARMS.length)]) {
+    const r = await run(arm, { ca: certs.ca, serverKey: certs.serverKey, serverCert: certs.serverCert });
     runs[arm].push(r);
     process.stderr.write(`[instrumentation] ${arm} run ${i + 1}: ${Math.round(r.rate)} req/s\n`);
   }
 }
-const row = (arm: 'off' | 'on') => ({
+const row = (arm: Arm) => ({
   rate: median(runs[arm].map((r) => r.rate)),
   p50: median(runs[arm].map((r) => r.p50)),
   p99: median(runs[arm].map((r) => r.p99)),
@@ -95,4 +102,8 @@ console.log(`| ${VARIANT}, req/resp, ${INFLIGHT} in flight | req/s | p50 ms | p9
 console.log('|---|---|---|---|');
 console.log(`| no SDK registered | ${Math.round(off.rate)} | ${off.p50.toFixed(2)} | ${off.p99.toFixed(2)} |`);
 console.log(`| SDK registered (every call traced, metrics) | ${Math.round(on.rate)} | ${on.p50.toFixed(2)} | ${on.p99.toFixed(2)} |`);
+if (BASELINE !== '') {
+  const base = row('base');
+  console.log(`| baseline build (${BASELINE}), no SDK | ${Math.round(base.rate)} | ${base.p50.toFixed(2)} | ${base.p99.toFixed(2)} |`);
+}
 console.log(`\nTracing and metrics on: ${(((on.rate - off.rate) / off.rate) * 100).toFixed(1)}% throughput (median of ${REPS} runs of ${SECONDS} s each).`);
