@@ -30,6 +30,8 @@ export const MSGTRANS_DEFAULTS = {
   maxPreAuthMessages: 1024,
   /** Server with `authenticate`: bytes of those messages, as sent (compressed), the first message aside. */
   maxPreAuthBytes: 1024 * 1024,
+  /** Server with `authenticate`: answer `msgtrans.health` before a connection is accepted. */
+  healthBeforeAuth: false,
   /** Client: ms a request waits for its reply, or for the next value of a stream. 0 disables. */
   requestTimeout: 30_000,
   /** Client: ms to establish a connection. */

@@ -32,3 +32,7 @@ export * from './transport/connection-guards.js';
 export * from './session/request-observable.js';
 export * from './module/index.js';
 export * from './tls/create-dev-certificates.js';
+export * from './health/msgtrans-health.js';
+export { TIMEOUT_METADATA_KEY, currentDeadline } from './deadline/call-deadline.js';
+export type { MsgTransTelemetryOptions } from './otel/telemetry-options.interface.js';
+export type { MsgTransProtocolStats } from './otel/traffic-counter.js';

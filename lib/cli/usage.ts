@@ -20,7 +20,7 @@ Commands:
   emit <url> <pattern> [json-data]     send an event
   listen <url> <pattern>...            print events the server pushes, until interrupted
   bench <url> <pattern> [json-data]    measure request throughput and latency
-  health <url>                         check that the service answers
+  health <url>                         ask the service's msgtrans.health status
 
 Run msgtrans <command> --help for its flags.
 ${URLS}
@@ -80,9 +80,13 @@ Exit status 1 if any request failed.
 `,
   health: `Usage: msgtrans health <url> [flags]
 
-Connects and makes one round trip: a msgtrans.auth request, which every
-msgtrans server answers (presenting --credentials when given). Prints
-{"status":"ok","url":…,"roundTripMs":…}.
+Connects (presenting --credentials when given) and makes one msgtrans.health
+round trip, which every msgtrans server answers. Prints
+{"status":"SERVING","url":…,"service":"","connectMs":…,"roundTripMs":…};
+exit status 1 unless the status is SERVING (NOT_SERVING while the server
+drains on shutdown, SERVICE_UNKNOWN for a --service it has no check for).
+
+  --service name     a named check of the server (default: the whole server)
 
 ${CONNECTION}
 

@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microservices';
 import { InvalidMessageException } from '@nestjs/microservices/errors/invalid-message.exception.js';
-import { connectable, filter, firstValueFrom, map, Observable, of, Subject, throwError } from 'rxjs';
+import { connectable, filter, firstValueFrom, isObservable, map, Observable, of, Subject, tap, throwError } from 'rxjs';
 import { MSGTRANS_DEFAULTS, NO_MESSAGE_HANDLER } from '../constants.js';
 import {
   assertKnownOptions,
@@ -41,6 +41,9 @@ import type { ConnectionPolicy } from './connection-state-machine.js';
 import type { Replica } from './replica.js';
 import { dnsTargetProtocol, isDnsEndpoint, ReplicaPool, replicaTls } from './replica-pool.js';
 import { MsgTransRecord } from './msgtrans-record.js';
+import { currentDeadline, enableDeadlineInheritance, TIMEOUT_METADATA_KEY } from '../deadline/call-deadline.js';
+import { MsgTransTelemetry, type IncomingCall } from '../otel/msgtrans-telemetry.js';
+import { TrafficCounters, type MsgTransProtocolStats } from '../otel/traffic-counter.js';
 
 /** Answers one request pushed by the server: a value, a Promise or an Observable. */
 export type MsgTransClientRequestHandler = (data: any, message: IncomingMessage) => unknown;
@@ -114,6 +117,10 @@ export class MsgTransClient
   private readonly idempotent: Set<string>;
   // Replies pass through serializeResponse/serializeError only when a subclass overrides them.
   private readonly serializesReplies: boolean;
+  private readonly traffic = new TrafficCounters();
+  // null (the common case) means no SDK: every hook is skipped. Checked again on each connection.
+  private telemetry: MsgTransTelemetry | null = null;
+  private readonly telemetryAddress: { host: string; port: number };
 
   constructor(protected readonly options: MsgTransClientOptions) {
     super();
@@ -146,9 +153,23 @@ export class MsgTransClient
       dnsRefreshInterval: positiveInteger('dnsRefreshInterval', options.dnsRefreshInterval, MSGTRANS_DEFAULTS.dnsRefreshInterval),
     });
     this.idempotent = new Set(idempotentRoutes(options.idempotentPatterns));
+    // spans name the first replica's address: the one a single-URL client talks to
+    this.telemetryAddress = { host: endpoints[0].host, port: endpoints[0].port };
+    this.telemetry = this.resolveTelemetry();
+    // calls made by handlers can inherit deadlines from now on
+    enableDeadlineInheritance();
     this.serializesReplies =
       this.serializeResponse !== ClientProxy.prototype['serializeResponse'] ||
       this.serializeError !== ClientProxy.prototype['serializeError'];
+  }
+
+  /**
+   * This client's figures: the session open (0 or 1) and, for its protocol,
+   * packets and bytes in and out and connections lost with an error, by
+   * code. The same figures OpenTelemetry metrics report.
+   */
+  stats(): { sessions: number; protocols: Record<string, MsgTransProtocolStats> } {
+    return { sessions: this.connection.connected ? 1 : 0, protocols: this.traffic.snapshot() };
   }
 
   /** Where the connection is: idle, connecting, authenticating, connected, reconnecting or closed. */
@@ -332,18 +353,48 @@ export class MsgTransClient
       session.replyError(message, NO_MESSAGE_HANDLER);
       return;
     }
-    new Promise((resolve) => resolve(handler(message.data, message))).then(
-      (result) => session.reply(message, result),
-      (err) => session.replyError(message, err),
-    ).catch((err) => this.logger.error(err));
+    const telemetry = this.telemetry;
+    if (telemetry === null) {
+      this.answerWith(handler, session, message, undefined);
+      return;
+    }
+    // the server's request is answered under a SERVER span, a child of the server's CLIENT span
+    const call = telemetry.incoming(session.connection, message, false);
+    call.run(this.answerWith, handler, session, message, call);
   }
 
+  private readonly answerWith = (
+    handler: MsgTransClientRequestHandler,
+    session: MsgTransSession,
+    message: IncomingMessage,
+    call: IncomingCall | undefined,
+  ): void => {
+    new Promise((resolve) => resolve(handler(message.data, message))).then(
+      (result) => session.reply(message, call === undefined || !isObservable(result) ? result : result.pipe(tap({ error: call.onError })), call?.onEnd),
+      (err) => {
+        call?.fail(err);
+        call?.end();
+        session.replyError(message, err);
+      },
+    ).catch((err) => this.logger.error(err));
+  };
+
   /** @internal session callback: an event pushed by the server. */
-  onEvent(_session: MsgTransSession, message: IncomingMessage): void {
+  onEvent(session: MsgTransSession, message: IncomingMessage): void {
     // decoded here, where a bad payload closes the connection, not in a subscriber's pipe
     void message.data;
-    this.pushed.next(message);
+    const telemetry = this.telemetry;
+    if (telemetry === null) {
+      this.pushed.next(message);
+      return;
+    }
+    // subscribers run under a CONSUMER span, a child of the server's PRODUCER span
+    const call = telemetry.incoming(session.connection, message, true);
+    call.run(this.deliver, message);
+    call.end();
   }
+
+  private readonly deliver = (message: IncomingMessage): void => this.pushed.next(message);
 
   /** Closes the client when Nest shuts the application down. */
   onApplicationShutdown(): void {
@@ -352,6 +403,12 @@ export class MsgTransClient
 
   /** @internal session callback */
   onClose(session: MsgTransSession, error: Error | undefined): void {
+    const traffic = session.instruments?.traffic;
+    if (traffic) {
+      traffic.sessions--;
+      const code = (error as { code?: unknown } | undefined)?.code;
+      if (typeof code === 'string') traffic.countError(code);
+    }
     const replica = this.connection.replicaOf(session);
     if (!replica) return;
     if (error) {
@@ -402,17 +459,34 @@ export class MsgTransClient
     );
   }
 
-  /** The packet of a call (the dispatch hook has run) and its timeout; a record's options applied. */
+  /**
+   * The packet of a call (the dispatch hook has run) and its timeout: a
+   * record's options applied, or what is left of the deadline of the request
+   * being handled (a call made by a handler) when that is shorter.
+   */
   private outgoing(pattern: unknown, data: unknown): OutgoingCall {
+    let call: OutgoingCall;
     if (!(data instanceof MsgTransRecord)) {
-      return { packet: this.createPacket(pattern, data), timeout: this.sessionOptions.requestTimeout, ownTimeout: false };
+      call = { packet: this.createPacket(pattern, data), timeout: this.sessionOptions.requestTimeout, ownTimeout: false };
+    } else {
+      const { metadata, timeout, deadline } = data.options;
+      const packet = this.createPacket(pattern, data.data);
+      if (metadata) packet.metadata = { ...packet.metadata, ...metadata };
+      call =
+        timeout === undefined
+          ? { packet, timeout: this.sessionOptions.requestTimeout, ownTimeout: false }
+          : { packet, timeout, ownTimeout: true };
+      if (deadline === 'detached') return call;
     }
-    const { metadata, timeout } = data.options;
-    const packet = this.createPacket(pattern, data.data);
-    if (metadata) packet.metadata = { ...packet.metadata, ...metadata };
-    return timeout === undefined
-      ? { packet, timeout: this.sessionOptions.requestTimeout, ownTimeout: false }
-      : { packet, timeout, ownTimeout: true };
+    const inherited = currentDeadline();
+    if (inherited !== undefined) {
+      const left = Math.max(1, inherited - Date.now());
+      if (call.timeout === 0 || left < call.timeout) {
+        call.timeout = left;
+        call.ownTimeout = true;
+      }
+    }
+    return call;
   }
 
   /**
@@ -437,7 +511,10 @@ export class MsgTransClient
 
   private request(session: MsgTransSession, call: OutgoingCall, timeout: number | undefined, observer: ReplyObserver): number {
     const wire = toWireRoute(call.packet.pattern);
-    return session.request(wire.bizType, wire.route, call.packet.data, call.packet.metadata, observer, timeout);
+    // the server learns the budget as it stands when the request leaves (docs/PROTOCOL.md, "Deadlines")
+    const budget = timeout ?? this.sessionOptions.requestTimeout;
+    const metadata = budget > 0 ? { ...call.packet.metadata, [TIMEOUT_METADATA_KEY]: String(budget) } : call.packet.metadata;
+    return session.request(wire.bizType, wire.route, call.packet.data, metadata, observer, timeout);
   }
 
   private emitOn(session: MsgTransSession, packet: ReadPacket): void {
@@ -478,7 +555,15 @@ export class MsgTransClient
         const tls = replicaTls(endpoint, this.connectContext.tls);
         const context = tls === this.connectContext.tls ? this.connectContext : { ...this.connectContext, tls };
         const connection = await protocol.connect(endpoint, context);
-        return new MsgTransSession(connection, this.sessionOptions, this);
+        const session = new MsgTransSession(connection, this.sessionOptions, this);
+        if (!session.closed) {
+          // an SDK registered after the client was made is picked up from the next connection
+          this.telemetry ??= this.resolveTelemetry();
+          const traffic = this.traffic.of(connection.protocol);
+          traffic.sessions++;
+          session.instruments = { traffic, telemetry: this.telemetry };
+        }
+        return session;
       },
       authenticate: (session, where) => this.authenticate(session, where),
       wantsConnection: () => this.keepConnected || this.pushed.observed || this.answerers.size > 0,
@@ -537,6 +622,11 @@ export class MsgTransClient
         this._status$.next(MsgTransStatus.DISCONNECTED);
         return;
     }
+  }
+
+  private resolveTelemetry(): MsgTransTelemetry | null {
+    const address = this.telemetryAddress;
+    return MsgTransTelemetry.resolve(this.options.telemetry, 'client', () => address, this.traffic, () => ({}));
   }
 
   private describeEndpoint(): string {

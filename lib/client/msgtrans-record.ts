@@ -1,4 +1,4 @@
-import { positiveInteger } from '../common/resolve-options.js';
+import { oneOf, positiveInteger } from '../common/resolve-options.js';
 
 /** Options of one call or event, carried by a {@link MsgTransRecord}. */
 export interface MsgTransRecordOptions {
@@ -14,6 +14,13 @@ export interface MsgTransRecordOptions {
    * bounds the wait for a connection. 0 disables. Default: `requestTimeout`.
    */
   timeout?: number;
+  /**
+   * A call made while handling a request inherits what is left of that
+   * request's deadline when it is shorter than its own timeout
+   * (`'inherit'`); `'detached'` gives it only its own timeout, for work
+   * that must outlive the caller's wait. Default `'inherit'`.
+   */
+  deadline?: 'inherit' | 'detached';
 }
 
 /**
@@ -30,6 +37,7 @@ export class MsgTransRecord<TData = any> {
   ) {
     // checked now, so a bad timeout fails where it is written
     positiveInteger('timeout', options.timeout, 0);
+    oneOf('deadline', options.deadline, ['inherit', 'detached'], 'inherit');
     this.options = options;
   }
 }

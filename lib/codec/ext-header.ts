@@ -14,6 +14,8 @@ export interface ExtHeaderEntries {
 
 const EMPTY = Buffer.alloc(0);
 const ROUTE_ONLY = new Map<string, Buffer>();
+// route plus one entry that repeats call after call (a client's time budget): the last one per route
+const ROUTE_AND_ONE = new Map<string, { key: string; value: string; encoded: Buffer }>();
 // patterns are few in practice; the bound keeps a caller with unbounded routes from growing memory
 const ROUTE_CACHE_LIMIT = 1024;
 // "route:" in UTF-8
@@ -59,6 +61,10 @@ export function encodeExtHeader(route: string | undefined, metadata?: Record<str
     }
     return cached;
   }
+  if (route !== undefined && metadata !== undefined) {
+    const cached = encodeRouteAndOne(route, metadata);
+    if (cached !== undefined) return cached;
+  }
   let text = route === undefined ? '' : `${ROUTE_KEY}:${escapeValue(route)}`;
   if (metadata) {
     for (const key of Object.keys(metadata)) {
@@ -68,6 +74,23 @@ export function encodeExtHeader(route: string | undefined, metadata?: Record<str
     }
   }
   return text.length === 0 ? EMPTY : Buffer.from(text, 'utf8');
+}
+
+/** A route and a single metadata entry, from the cache when the same as last time for that route. */
+function encodeRouteAndOne(route: string, metadata: Record<string, string>): Buffer | undefined {
+  let key: string | undefined;
+  for (const k in metadata) {
+    if (key !== undefined || !Object.hasOwn(metadata, k)) return undefined;
+    key = k;
+  }
+  if (key === undefined) return undefined;
+  const value = String(metadata[key]);
+  const hit = ROUTE_AND_ONE.get(route);
+  if (hit !== undefined && hit.key === key && hit.value === value) return hit.encoded;
+  assertKey(key);
+  const encoded = Buffer.from(`${ROUTE_KEY}:${escapeValue(route)}\n${key}:${escapeValue(value)}`, 'utf8');
+  if (hit !== undefined || ROUTE_AND_ONE.size < ROUTE_CACHE_LIMIT) ROUTE_AND_ONE.set(route, { key, value, encoded });
+  return encoded;
 }
 
 /**
@@ -113,8 +136,9 @@ export function decodeExtHeader(buf: Buffer): ExtHeaderEntries {
       if (key === ROUTE_KEY) route = value;
       else {
         metadata ??= {};
-        // defineProperty: a key such as "__proto__" stays data, never the object's prototype
-        Object.defineProperty(metadata, key, { value, enumerable: true, writable: true, configurable: true });
+        // defineProperty for "__proto__": it stays data, never the object's prototype
+        if (key === '__proto__') Object.defineProperty(metadata, key, { value, enumerable: true, writable: true, configurable: true });
+        else metadata[key] = value;
       }
     }
     start = end + 1;

@@ -10,6 +10,7 @@ import type {
   MsgTransReconnectOptions,
 } from '../interfaces/msgtrans-options.interface.js';
 import type { MsgTransSessionOptions } from '../session/msgtrans-session.js';
+import type { MsgTransHealthCheck } from '../health/msgtrans-health.js';
 import type { MsgTransHeartbeatMode, MsgTransProtocol } from '../transport/msgtrans-protocol.interface.js';
 import { TcpProtocol } from '../transport/tcp/tcp-protocol.js';
 import { WsProtocol } from '../transport/ws/ws-protocol.js';
@@ -39,6 +40,7 @@ const COMMON_KEYS = [
   'sendStallTimeout',
   'maxStreamBacklog',
   'maxInFlight',
+  'telemetry',
 ];
 const KNOWN_KEYS = {
   server: new Set([
@@ -54,6 +56,8 @@ const KNOWN_KEYS = {
     'requestTimeout',
     'adapter',
     'quicInClusterWorker',
+    'healthChecks',
+    'healthBeforeAuth',
   ]),
   client: new Set([
     ...COMMON_KEYS,
@@ -187,4 +191,16 @@ export function protocolFor(table: Map<string, MsgTransProtocol>, scheme: string
     );
   }
   return protocol;
+}
+
+/** The server's named health checks: an object of functions, keyed by non-empty service names. */
+export function resolveHealthChecks(checks: Record<string, MsgTransHealthCheck> | undefined): Record<string, MsgTransHealthCheck> {
+  if (checks === undefined) return {};
+  if (typeof checks !== 'object' || checks === null) throw invalid('healthChecks must be an object of functions by service name');
+  for (const [name, check] of Object.entries(checks)) {
+    if (name === '' || typeof check !== 'function') {
+      throw invalid(`healthChecks: ${JSON.stringify(name)} must be a non-empty service name with a function`);
+    }
+  }
+  return { ...checks };
 }

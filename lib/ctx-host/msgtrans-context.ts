@@ -3,7 +3,8 @@ import { BaseRpcContext } from '@nestjs/microservices';
 import type { IncomingMessage } from '../session/incoming-message.interface.js';
 import type { MsgTransSession } from '../session/msgtrans-session.js';
 
-type MsgTransContextArgs = [MsgTransSession, IncomingMessage];
+/** Session, message and (when the caller sent its budget) the local deadline in ms since the epoch. */
+type MsgTransContextArgs = [MsgTransSession, IncomingMessage, number?];
 
 /**
  * What `@Ctx()` gives a handler served by {@link MsgTransServer}: who sent the
@@ -72,5 +73,18 @@ export class MsgTransContext extends BaseRpcContext<MsgTransContextArgs> {
   /** Extension-header entries other than `route`: what the client's dispatch hook set. */
   getMetadata(): Record<string, string> | undefined {
     return this.args[1].metadata;
+  }
+
+  /**
+   * When the caller stops waiting, in ms since the epoch on this machine's
+   * clock: the time the request arrived plus the budget the caller sent
+   * (docs/PROTOCOL.md, "Deadlines"). At that moment the handler's Observable
+   * is unsubscribed and no reply is sent. For a streamed reply it is the
+   * deadline of the first value; each value grants the next the same budget
+   * again. Undefined when the caller sent no budget (no deadline).
+   * `new Date(ctx.getDeadline())` gives it as a Date.
+   */
+  getDeadline(): number | undefined {
+    return this.args[2];
   }
 }

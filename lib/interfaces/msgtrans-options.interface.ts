@@ -7,6 +7,8 @@ import type { MsgTransTlsOptions } from '../transport/tls-options.interface.js';
 import type { MsgTransAuthenticate } from '../server/session-authenticator.js';
 import type { MsgTransLoadBalancing } from '../client/load-balancer.js';
 import type { MsgTransAdapter } from '../server/msgtrans-adapter.interface.js';
+import type { MsgTransHealthCheck } from '../health/msgtrans-health.js';
+import type { MsgTransTelemetryOptions } from '../otel/telemetry-options.interface.js';
 
 /** Payload compression for packets this side sends. Receiving always accepts zlib and zstd. */
 export interface MsgTransCompressionOptions {
@@ -68,6 +70,11 @@ export interface MsgTransCommonOptions {
   heartbeat?: MsgTransHeartbeatMode;
   /** Extra protocols beyond the built-in ones, keyed by URL scheme. */
   protocols?: MsgTransProtocol[];
+  /**
+   * OpenTelemetry tracing and metrics (see {@link MsgTransTelemetryOptions}).
+   * Default: the providers registered globally, if any; none, nothing is done.
+   */
+  telemetry?: MsgTransTelemetryOptions;
 }
 
 /** One entry of the server's `listen` option. */
@@ -124,6 +131,18 @@ export interface MsgTransServerOptions extends MsgTransCommonOptions {
    * (port 0 is still refused: in a worker it is shared). Default `'refuse'`.
    */
   quicInClusterWorker?: 'refuse' | 'own-port';
+  /**
+   * Named checks the reserved `msgtrans.health` route answers for, by
+   * service name (the grpc.health.v1 model; `''`, the whole server, is
+   * always there and needs none). Default: none.
+   */
+  healthChecks?: Record<string, MsgTransHealthCheck>;
+  /**
+   * With `authenticate`: answer `msgtrans.health` from connections not
+   * accepted yet (load balancer and Kubernetes probes without credentials).
+   * Default false: a probe is answered once its connection is accepted.
+   */
+  healthBeforeAuth?: boolean;
 }
 
 /**

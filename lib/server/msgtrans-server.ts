@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { isObservable } from 'rxjs';
+import { isObservable, tap } from 'rxjs';
 import type { MessageHandler } from '@nestjs/microservices';
 import { BaseRpcExceptionFilter, Server, type CustomTransportStrategy } from '@nestjs/microservices';
 import { MSGTRANS_DEFAULTS, MSGTRANS_TRANSPORT, NO_MESSAGE_HANDLER } from '../constants.js';
@@ -9,7 +9,9 @@ import type { MsgTransError } from '../errors/msgtrans-error.js';
 import { MsgTransLimitError } from '../errors/msgtrans-limit-error.js';
 import {
   assertKnownOptions,
+  flag,
   positiveInteger,
+  resolveHealthChecks,
   protocolFor,
   protocolTable,
   resolveHeartbeat,
@@ -32,6 +34,12 @@ import {
 } from '../session/msgtrans-session.js';
 import { assertTlsOptions, parseEndpoint, type HttpServer } from '../transport/endpoint.js';
 import { MsgTransSessions } from './msgtrans-sessions.js';
+import { HEALTH_ROUTE, MsgTransHealth, type MsgTransHealthReply } from '../health/msgtrans-health.js';
+import { MsgTransTelemetry, type IncomingCall } from '../otel/msgtrans-telemetry.js';
+import { TrafficCounters, type MsgTransProtocolStats } from '../otel/traffic-counter.js';
+import type { MsgTransTelemetryOptions } from '../otel/telemetry-options.interface.js';
+import { DeadlineTracker, type TrackedRequest } from './deadline-tracker.js';
+import { deadlinesInheritable, deadlineStorage, takeBudget } from '../deadline/call-deadline.js';
 import { GatedSession } from './gated-session.js';
 import { assertQuicClusterLayout } from './cluster-layout.js';
 import { AUTH_ROUTE, SessionAuthenticator } from './session-authenticator.js';
@@ -99,6 +107,13 @@ export class MsgTransServer
   // sessions waiting for the authenticate hook: not yet in `sessions`
   private readonly held = new Set<MsgTransSession>();
   private readonly violationCounts = new Map<string, number>();
+  private readonly deadlines = new DeadlineTracker();
+  private readonly traffic = new TrafficCounters();
+  private readonly telemetryOptions: MsgTransTelemetryOptions | undefined;
+  // resolved when listening: null (the common case) means no SDK, and every hook is skipped
+  private telemetry: MsgTransTelemetry | null = null;
+  private readonly health: MsgTransHealth;
+  private readonly healthBeforeAuth: boolean;
   // Nest's own no-op start hook, to tell when instrumentation replaced it
   private readonly defaultStartHook = this.onProcessingStartHook;
 
@@ -120,6 +135,9 @@ export class MsgTransServer
       maxMessages: positiveInteger('maxPreAuthMessages', options.maxPreAuthMessages, MSGTRANS_DEFAULTS.maxPreAuthMessages),
       maxBytes: positiveInteger('maxPreAuthBytes', options.maxPreAuthBytes, MSGTRANS_DEFAULTS.maxPreAuthBytes),
     };
+    this.telemetryOptions = options.telemetry;
+    this.health = new MsgTransHealth(resolveHealthChecks(options.healthChecks));
+    this.healthBeforeAuth = flag('healthBeforeAuth', options.healthBeforeAuth, MSGTRANS_DEFAULTS.healthBeforeAuth);
     this.authenticator = options.authenticate
       ? new SessionAuthenticator(
           options.authenticate,
@@ -127,6 +145,7 @@ export class MsgTransServer
           preAuthLimits,
           (session, queued) => this.admit(session, queued),
           (session, reason) => this.countViolation(session, new MsgTransConnectionError(MsgTransErrorCode.AUTH_FAILED, reason)),
+          this.healthBeforeAuth ? HEALTH_ROUTE : undefined,
         )
       : null;
   }
@@ -139,6 +158,13 @@ export class MsgTransServer
     try {
       await this.sessions.startAdapter();
       this.accepting = true;
+      this.telemetry ??= MsgTransTelemetry.resolve(
+        this.telemetryOptions,
+        'server',
+        (protocol) => this.boundAddresses.find((a) => a.protocol === protocol),
+        this.traffic,
+        () => Object.fromEntries(this.violationCounts),
+      );
       const onConnection = (connection: MsgTransConnection) => this.accept(connection);
       const onError = (error: Error) => {
         this.logger.error(`Listener error: ${error.message}`);
@@ -183,15 +209,31 @@ export class MsgTransServer
     }
     for (const session of [...this.held, ...this.sessions.all()]) session.close();
     this.held.clear();
+    this.deadlines.clear();
+    this.telemetry?.dispose();
+    this.telemetry = null;
     await Promise.all(this.listeners.map((l) => l.close()));
     await this.sessions.stopAdapter();
     this.draining = false;
     this._status$.next(MsgTransStatus.DISCONNECTED);
   }
 
-  /** Open sessions and the limit and protocol violations seen so far, by error code. */
-  stats(): { sessions: number; violations: Record<string, number> } {
-    return { sessions: this.sessions.size, violations: Object.fromEntries(this.violationCounts) };
+  /**
+   * What `msgtrans.health` answers for `service` (`''`: the whole server):
+   * `NOT_SERVING` while the server drains on shutdown.
+   */
+  healthStatus(service = ''): Promise<MsgTransHealthReply> {
+    return this.health.status(service, this.draining || !this.accepting);
+  }
+
+  /**
+   * Open sessions, the limit and protocol violations seen so far by error
+   * code, and per protocol: sessions open (accepted or waiting for
+   * `authenticate`), packets and bytes in and out, and connections closed
+   * with an error, by code. The same figures OpenTelemetry metrics report.
+   */
+  stats(): { sessions: number; violations: Record<string, number>; protocols: Record<string, MsgTransProtocolStats> } {
+    return { sessions: this.sessions.size, violations: Object.fromEntries(this.violationCounts), protocols: this.traffic.snapshot() };
   }
 
   /** The bound address of every endpoint (port 0 resolved), once listening. */
@@ -238,7 +280,11 @@ export class MsgTransServer
   /** @internal session callback */
   onRequest(session: MsgTransSession, message: IncomingMessage): void {
     if (this.authenticator !== null && this.held.has(session)) {
-      // only the credentials, and requests of a refused session, get here while held
+      if (this.healthBeforeAuth && message.route === HEALTH_ROUTE) {
+        this.health.answer(session, message, this.draining);
+        return;
+      }
+      // only the credentials, health probes if allowed, and requests of a refused session get here while held
       this.authenticator.onHeldRequest(session, message);
       return;
     }
@@ -252,6 +298,11 @@ export class MsgTransServer
       }
       return;
     }
+    if (message.route === HEALTH_ROUTE) {
+      // reserved: answered here, never by a user handler; NOT_SERVING while draining
+      this.health.answer(session, message, this.draining);
+      return;
+    }
     if (this.draining) {
       session.replyError(message, { status: 'error', message: 'Server is shutting down', code: MsgTransErrorCode.SHUTTING_DOWN });
       return;
@@ -261,24 +312,81 @@ export class MsgTransServer
       session.replyError(message, NO_MESSAGE_HANDLER);
       return;
     }
-    const context = new MsgTransContext([session, message]);
+    const telemetry = this.telemetry;
+    if (telemetry === null) {
+      this.dispatch(handler, session, message, undefined);
+      return;
+    }
+    // the handler runs under its SERVER span, a child of the caller's
+    const call = telemetry.incoming(session.connection, message, false);
+    call.run(this.dispatch, handler, session, message, call);
+  }
+
+  // bound fields: passed to context runners without a closure per request
+  private readonly dispatch = (
+    handler: MessageHandler,
+    session: MsgTransSession,
+    message: IncomingMessage,
+    call: IncomingCall | undefined,
+  ): void => {
+    const budget = takeBudget(message);
+    if (budget === undefined) {
+      this.start(handler, session, message, new MsgTransContext([session, message]), undefined, call);
+      return;
+    }
+    const tracked = this.deadlines.track(session, message, budget, Date.now());
+    const context = new MsgTransContext([session, message, tracked.at]);
+    if (!deadlinesInheritable()) {
+      this.start(handler, session, message, context, tracked, call);
+      return;
+    }
+    // calls the handler makes inherit what is left of the deadline
+    deadlineStorage.run(tracked.at, this.start, handler, session, message, context, tracked, call);
+  };
+
+  private readonly start = (
+    handler: MessageHandler,
+    session: MsgTransSession,
+    message: IncomingMessage,
+    context: MsgTransContext,
+    tracked: TrackedRequest | undefined,
+    call: IncomingCall | undefined,
+  ): void => {
     if (this.hooksUnset()) {
-      void this.invoke(handler, session, message, context);
+      void this.invoke(handler, session, message, context, tracked, call);
       return;
     }
     try {
-      this.onProcessingStartHook(this.transportId, context, () => this.invoke(handler, session, message, context));
+      this.onProcessingStartHook(this.transportId, context, () => this.invoke(handler, session, message, context, tracked, call));
     } catch (err) {
-      this.replyFailure(session, message, err);
+      call?.fail(err);
+      call?.end();
+      this.replyFailure(session, message, err, tracked);
     }
-  }
+  };
 
   /** @internal session callback */
   onEvent(session: MsgTransSession, message: IncomingMessage): void {
+    const telemetry = this.telemetry;
+    if (telemetry === null) {
+      this.deliverEvent(session, message, undefined);
+      return;
+    }
+    // the handler runs under its CONSUMER span, a child of the sender's
+    const call = telemetry.incoming(session.connection, message, true);
+    call.run(this.deliverEvent, session, message, call);
+  }
+
+  private readonly deliverEvent = (session: MsgTransSession, message: IncomingMessage, call: IncomingCall | undefined): void => {
     const context = new MsgTransContext([session, message]);
     if (!this.hooksUnset()) {
-      this.handleEvent(message.route, { pattern: message.route, data: message.data }, context).catch((err) =>
-        this.logger.error(err),
+      this.handleEvent(message.route, { pattern: message.route, data: message.data }, context).then(
+        () => call?.end(),
+        (err) => {
+          call?.fail(err);
+          call?.end();
+          this.logger.error(err);
+        },
       );
       return;
     }
@@ -286,6 +394,7 @@ export class MsgTransServer
     // several promises and closures less per event.
     const handler = this.getHandlerByPattern(message.route);
     if (!handler) {
+      call?.end();
       this.logger.error(`${NO_EVENT_HANDLER}${message.route}`);
       return;
     }
@@ -293,14 +402,30 @@ export class MsgTransServer
     try {
       result = handler(message.data, context);
     } catch (err) {
+      call?.fail(err);
+      call?.end();
       // a hand-registered handler's bug is that event's failure, not the connection's;
       // a payload that could not be decoded has closed the session, which reports it
       if (!session.closed) this.logger.error(err);
       return;
     }
     // Nest's handlers return promises (resolve() passes those through); a hand-registered one may not
-    Promise.resolve(result).then(this.onEventResult, this.logError);
-  }
+    if (call === undefined) {
+      Promise.resolve(result).then(this.onEventResult, this.logError);
+      return;
+    }
+    Promise.resolve(result).then(
+      (value) => {
+        call.end();
+        this.onEventResult(value);
+      },
+      (err) => {
+        call.fail(err);
+        call.end();
+        this.logError(err);
+      },
+    );
+  };
 
   // shared by every event: no closures per message
   private readonly logError = (err: unknown): void => this.logger.error(err);
@@ -324,6 +449,12 @@ export class MsgTransServer
 
   /** @internal session callback */
   onClose(session: MsgTransSession, error: Error | undefined): void {
+    const traffic = session.instruments?.traffic;
+    if (traffic) {
+      traffic.sessions--;
+      const code = (error as Partial<MsgTransError> | undefined)?.code;
+      if (typeof code === 'string') traffic.countError(code);
+    }
     this.authenticator?.forget(session);
     if (this.held.delete(session)) {
       if (isViolation(error)) this.countViolation(session, error);
@@ -344,12 +475,16 @@ export class MsgTransServer
     session: MsgTransSession,
     message: IncomingMessage,
     context: MsgTransContext,
+    tracked: TrackedRequest | undefined,
+    call: IncomingCall | undefined,
   ): Promise<void> {
     // the end hook is optional (unset unless instrumentation sets one): skip its closure when absent
     const end = (this.onProcessingEndHook as unknown) ? this.createProcessingEndHookRunner(context) : undefined;
+    const done = tracked === undefined && call === undefined ? end : this.untrack(tracked, call, end);
     const fail = (err: unknown) => {
-      end?.();
-      this.replyFailure(session, message, err);
+      call?.fail(err);
+      done?.();
+      this.replyFailure(session, message, err, tracked);
     };
     let result: unknown;
     try {
@@ -360,12 +495,40 @@ export class MsgTransServer
     }
     // Nest's handlers return promises (resolve() passes those through); a hand-registered one may not
     return Promise.resolve(result).then((value) => {
+      if (tracked?.expired) {
+        // the deadline passed first: the caller has given up, no reply
+        done?.();
+        return;
+      }
       try {
-        session.reply(message, value, end);
+        session.reply(message, tracked === undefined && call === undefined ? value : this.watching(value, tracked, call), done);
       } catch (err) {
         fail(err);
       }
     }, fail);
+  }
+
+  /** What runs once a watched reply has ended: the deadline is no longer watched, the span ends. */
+  private untrack(tracked: TrackedRequest | undefined, call: IncomingCall | undefined, end: (() => void) | undefined): () => void {
+    return () => {
+      if (tracked !== undefined) this.deadlines.release(tracked);
+      call?.end();
+      end?.();
+    };
+  }
+
+  /**
+   * A streamed reply under a deadline or a span: each value grants the next
+   * one the caller's whole budget again; an error marks the span failed.
+   */
+  private watching(value: unknown, tracked: TrackedRequest | undefined, call: IncomingCall | undefined): unknown {
+    if (!isObservable(value)) return value;
+    return value.pipe(
+      tap({
+        next: tracked === undefined ? undefined : () => this.deadlines.refresh(tracked),
+        error: call?.onError,
+      }),
+    );
   }
 
   /**
@@ -373,8 +536,9 @@ export class MsgTransServer
    * the way those filters would: an RpcException's error as is, anything
    * else logged and sent as "Internal server error", so no internals leak.
    */
-  private replyFailure(session: MsgTransSession, message: IncomingMessage, err: unknown): void {
-    if (session.closed) return;
+  private replyFailure(session: MsgTransSession, message: IncomingMessage, err: unknown, tracked?: TrackedRequest): void {
+    // past its deadline a request gets no reply, not even an error
+    if (session.closed || tracked?.expired) return;
     // never throws: it runs in promise callbacks, where a throw would be an unhandled rejection
     try {
       // the filter's Observable errors synchronously
@@ -400,14 +564,24 @@ export class MsgTransServer
     }
     if (this.authenticator === null) {
       const session = new MsgTransSession(connection, this.sessionOptions, this);
+      this.instrument(session);
       // a connection may die before open() returns; then onClose has already run
       if (!session.closed) this.admit(session, []);
       return;
     }
     const session = new GatedSession(connection, this.sessionOptions, this);
+    this.instrument(session);
     if (session.closed) return;
     this.held.add(session);
     this.authenticator.begin(session);
+  }
+
+  /** Counts a new session's traffic under its protocol, and gives it the telemetry. */
+  private instrument(session: MsgTransSession): void {
+    if (session.closed) return;
+    const traffic = this.traffic.of(session.protocol);
+    traffic.sessions++;
+    session.instruments = { traffic, telemetry: this.telemetry };
   }
 
   /**

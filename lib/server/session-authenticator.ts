@@ -70,6 +70,8 @@ export class SessionAuthenticator implements PacketGate {
     private readonly limits: PreAuthLimits,
     private readonly accepted: (session: MsgTransSession, queued: MsgTransPacket[]) => void,
     private readonly refused: (session: MsgTransSession, reason: string) => void,
+    /** A route answered before authentication (the health probe, when the server allows it). */
+    private readonly openRoute: string | undefined = undefined,
   ) {}
 
   /** Starts holding a new session. */
@@ -92,7 +94,10 @@ export class SessionAuthenticator implements PacketGate {
     // a CANCEL is no message of its own (QUIC clients open their stream with one)
     if (packet.flags & PacketFlag.CANCEL) return this.cancelQueued(waiting, packet.messageId);
     // the credentials: decoded by the session, they come back through onRequest
-    if (!waiting.running && isAuthRequest(packet)) return false;
+    const route = requestRoute(packet);
+    if (!waiting.running && route === AUTH_ROUTE) return false;
+    // an allowed probe is answered at once, outside the queue and its limits
+    if (route !== undefined && route === this.openRoute) return false;
     const size = HEADER_SIZE + packet.extHeader.length + packet.payload.length;
     // the first packet is always held, whatever its size (maxPacketSize bounds it)
     if (waiting.queue.length > 0 && (waiting.queue.length >= this.limits.maxMessages || waiting.bytes + size > this.limits.maxBytes)) {
@@ -211,14 +216,14 @@ export class SessionAuthenticator implements PacketGate {
   }
 }
 
-/** Whether a packet is a `msgtrans.auth` request, from its header and extension header alone. */
-function isAuthRequest(packet: MsgTransPacket): boolean {
-  if (packet.packetType !== PacketType.REQUEST || packet.extHeader.length === 0) return false;
+/** The route of a request, from its header and extension header alone; undefined for anything else. */
+function requestRoute(packet: MsgTransPacket): string | undefined {
+  if (packet.packetType !== PacketType.REQUEST || packet.extHeader.length === 0) return undefined;
   try {
-    return (routeOnly(packet.extHeader) ?? decodeExtHeader(packet.extHeader).route) === AUTH_ROUTE;
+    return routeOnly(packet.extHeader) ?? decodeExtHeader(packet.extHeader).route;
   } catch {
     // a malformed extension header is the session's to reject, once the packet is handled
-    return false;
+    return undefined;
   }
 }
 

@@ -22,6 +22,7 @@ import type { IncomingMessage } from './incoming-message.interface.js';
 import { ReceivedMessage } from './received-message.js';
 import { INTERNAL_ERROR, encodableErrorPart, serializeError } from './reply-error.js';
 import { StreamReply, type ReplySink } from './stream-reply.js';
+import type { SessionInstruments } from '../otel/session-instruments.js';
 
 /** Receives what a session cannot handle by itself. */
 export interface MsgTransSessionHandler {
@@ -95,6 +96,8 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
   principal: unknown = undefined;
   /** @internal */
   readonly maxStreamBacklog: number;
+  /** @internal traffic counters and tracing, set by the server or client that made the session */
+  instruments: SessionInstruments | null = null;
   // the next message id this side sends (a plain number: one object less per connection)
   private nextId = 1;
   // Insertion order is deadline order (one timeout for all), so the timeout
@@ -177,6 +180,12 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
       observer.error(this.closedError());
       return 0;
     }
+    const telemetry = this.instruments?.telemetry;
+    if (telemetry) {
+      const traced = telemetry.outgoingRequest(this.connection, route ?? String(bizType), metadata, observer);
+      metadata = traced.metadata;
+      observer = traced;
+    }
     const pending = (this.pending ??= new Map());
     let id = this.takeId();
     // After a wrap, skip ids a long-lived request still holds.
@@ -204,6 +213,8 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
    */
   emit(bizType: number, route: string | undefined, data: unknown, metadata: Record<string, string> | undefined): void {
     if (this.isClosed) throw this.closedError();
+    const telemetry = this.instruments?.telemetry;
+    if (telemetry) metadata = telemetry.outgoingEvent(this.connection, route ?? String(bizType), metadata);
     const id = this.takeId();
     let packet: Buffer;
     try {
@@ -234,8 +245,21 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
    * more and the peer is sent CANCEL so it stops producing.
    */
   cancel(id: number): void {
+    (this.pending?.get(id)?.observer as { cancelled?(): void } | undefined)?.cancelled?.();
     if (!this.pending?.delete(id) || this.isClosed) return;
     this.sendCancel(id);
+  }
+
+  /**
+   * Stops answering a request from the peer, as a CANCEL from it would (its
+   * deadline passed): a reply in progress is unsubscribed; a reply not
+   * started yet no longer counts as in flight, and the caller must not send
+   * it. Call it at most once per request.
+   */
+  abandon(request: IncomingMessage): void {
+    const reply = this.replying?.get(request.messageId);
+    if (reply !== undefined) reply.cancel();
+    else this.endAnswer();
   }
 
   /**
@@ -365,6 +389,11 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
 
   /** Hands a packet to the connection, or to the backlog while it is congested. */
   private output(packet: Buffer): void {
+    const traffic = this.instruments?.traffic;
+    if (traffic) {
+      traffic.messagesOut++;
+      traffic.bytesOut += packet.length;
+    }
     const backlog = this.backlog;
     if (backlog !== null) {
       backlog.push(packet);
@@ -547,6 +576,11 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
 
   /** @internal connection sink: a validated packet arrived. */
   onPacket(packet: MsgTransPacket): void {
+    const traffic = this.instruments?.traffic;
+    if (traffic) {
+      traffic.messagesIn++;
+      traffic.bytesIn += HEADER_SIZE + packet.extHeader.length + packet.payload.length;
+    }
     try {
       switch (packet.packetType) {
         case PacketType.RESPONSE:

@@ -87,11 +87,11 @@ for (const protocol of PROTOCOL_CASES) {
       assert.deepEqual(reply.metadata, { tenant: 'acme', 'trace-id': 't-1' });
     });
 
-    it('health makes a round trip', async () => {
+    it('health makes a msgtrans.health round trip and prints the status', async () => {
       const result = await cli('health', running.url, ...tlsFlags);
       assert.equal(result.code, 0, result.stderr);
       const [report] = lines(result.stdout) as { status: string; url: string; roundTripMs: number }[];
-      assert.equal(report.status, 'ok');
+      assert.equal(report.status, 'SERVING');
       assert.equal(report.url, running.url);
       assert.ok(report.roundTripMs >= 0);
     });
@@ -264,6 +264,10 @@ describe('msgtrans CLI TLS and credentials flags', () => {
       assert.equal(call.code, 0, call.stderr);
       const health = await cli('health', running.url, '--credentials', '{"token":"good"}');
       assert.equal(health.code, 0, health.stderr);
+      assert.equal((lines(health.stdout)[0] as { status: string }).status, 'SERVING');
+      const unknown = await cli('health', running.url, '--credentials', '{"token":"good"}', '--service', 'nope');
+      assert.equal(unknown.code, 1, unknown.stderr);
+      assert.equal((lines(unknown.stdout)[0] as { status: string }).status, 'SERVICE_UNKNOWN');
       const refused = await cli('health', running.url, '--credentials', '{"token":"bad"}');
       assert.equal(refused.code, 1, refused.stderr);
       assert.match(refused.stderr, /ERR_MSGTRANS_AUTH_FAILED|Authentication failed/);
