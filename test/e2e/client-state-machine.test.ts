@@ -133,8 +133,7 @@ describe('client connection state machine (scripted driver)', () => {
     driver.wants = true;
     sm.wake();
     driver.dials[0].reject(refused());
-    await tick();
-    assert.equal(sm.state, RECONNECTING);
+    // the retry timer (1 ms) may fire before any tick under load: the transition list below shows the reconnecting state
     await waitFor(() => driver.dials.length === 2, 2000);
     assert.equal(sm.state, CONNECTING);
     driver.dials[1].resolve(session());
@@ -173,7 +172,8 @@ describe('client connection state machine (scripted driver)', () => {
     const cause = dropped();
     driver.auths[0].reject(cause);
     assert.equal(await rejection(c.settled, 1000, 'call'), cause);
-    assert.equal(sm.state, RECONNECTING);
+    // (the 1 ms retry may already be connecting again: the transition is what matters)
+    assert.ok(driver.transitions.includes('authenticating>reconnecting'));
     const fast = await rejection(call().settled, 1000, 'call while attempts fail');
     assertCode(fast, MsgTransErrorCode.CONNECT_FAILED, 'fail fast');
     assert.equal((fast as Error).cause, cause);
