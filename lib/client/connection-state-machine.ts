@@ -236,14 +236,19 @@ export class ConnectionStateMachine {
     }
   }
 
+  /** Ends a series of attempts: back to idle, and every waiting call fails with `error`. */
+  private giveUp(error: Error): void {
+    this.retrying = false;
+    this.lastFailure = null;
+    this.attempts = 0;
+    this.enter(IDLE, error);
+    this.settleWaiters(error);
+  }
+
   /** The one place a failed attempt is judged: refused credentials end it; anything else may be retried. */
   private attemptFailed(error: Error): void {
     if (error instanceof MsgTransError && error.code === MsgTransErrorCode.AUTH_FAILED) {
-      this.retrying = false;
-      this.lastFailure = null;
-      this.attempts = 0;
-      this.enter(IDLE, error);
-      this.settleWaiters(error);
+      this.giveUp(error);
       return;
     }
     // a failed first attempt is the first of a series
@@ -255,11 +260,7 @@ export class ConnectionStateMachine {
       this.attempts < policy.maxAttempts &&
       (this.retrying || this.driver.wantsConnection() || (waitForReady && this.waiters.size > 0));
     if (!retry) {
-      this.retrying = false;
-      this.lastFailure = null;
-      this.attempts = 0;
-      this.enter(IDLE, error);
-      this.settleWaiters(error);
+      this.giveUp(error);
       return;
     }
     this.retrying = true;
