@@ -588,6 +588,19 @@ describe('session defects at the wire (raw TCP peer)', () => {
     assert.deepEqual(JSON.parse(peer.packetsFor(1)[0].payload.toString()), 'late');
   });
 
+  /** A plain TCP server that records every packet a client sends it; resolves with its port. */
+  async function recordingServer(received: InPacket[]): Promise<number> {
+    const server = createServer((socket) => {
+      const splitter = new StreamSplitter((p) => received.push(p));
+      socket.on('data', (chunk: Buffer) => splitter.push(chunk));
+      socket.on('error', () => undefined);
+      sockets.push(socket);
+    });
+    netServers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return (server.address() as { port: number }).port;
+  }
+
   test('item 17: END carries no payload even with a compression threshold of 0', async () => {
     const running = await startServer({ listen: 'tcp://127.0.0.1:0', compression: { algorithm: 'zlib', threshold: 0 } });
     const peer = await RawTcpPeer.open(running.url);
@@ -600,15 +613,7 @@ describe('session defects at the wire (raw TCP peer)', () => {
 
   test('item 17: CANCEL carries no payload even with a compression threshold of 0', async () => {
     const received: InPacket[] = [];
-    const server = createServer((socket) => {
-      const splitter = new StreamSplitter((p) => received.push(p));
-      socket.on('data', (chunk: Buffer) => splitter.push(chunk));
-      socket.on('error', () => undefined);
-      sockets.push(socket);
-    });
-    netServers.push(server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as { port: number }).port;
+    const port = await recordingServer(received);
     const client = new MsgTransClient({ url: `tcp://127.0.0.1:${port}`, reconnect: false, compression: { algorithm: 'zlib', threshold: 0 } });
     clients.push(client);
     await within(client.connect(), BOUND, 'connect');
@@ -623,15 +628,7 @@ describe('session defects at the wire (raw TCP peer)', () => {
 
   test('item 1: a call or event that cannot be encoded takes no message id: the ids on the wire still go up by one', async () => {
     const received: InPacket[] = [];
-    const server = createServer((socket) => {
-      const splitter = new StreamSplitter((p) => received.push(p));
-      socket.on('data', (chunk: Buffer) => splitter.push(chunk));
-      socket.on('error', () => undefined);
-      sockets.push(socket);
-    });
-    netServers.push(server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as { port: number }).port;
+    const port = await recordingServer(received);
     const client = new MsgTransClient({ url: `tcp://127.0.0.1:${port}`, reconnect: false });
     clients.push(client);
     await within(client.connect(), BOUND, 'connect');
