@@ -14,11 +14,12 @@
  * works from measured round trips, so on a lossy path its tail latency is
  * what this shows.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { BenchChild } from './bench-child.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDevCertificates } from '../sample/dev-certs.js';
-import { VARIANT_LABEL, median, type BenchCerts, type IpcReply, type Variant } from './common.js';
+import { VARIANT_LABEL, median, type BenchCerts, type Variant } from './common.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const LOSSES = [0, 1, 5];
@@ -40,53 +41,12 @@ function run(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-/** A child in the namespace, reached over IPC (same envelope as run.ts). */
-class NsChild {
-  private seq = 0;
-  private readonly waiting = new Map<number, (reply: IpcReply | Error) => void>();
-
-  constructor(
-    private readonly name: string,
-    readonly proc: ChildProcess,
-  ) {
-    proc.on('message', (reply: IpcReply) => {
-      const done = this.waiting.get(reply.seq);
-      this.waiting.delete(reply.seq);
-      done?.(reply.ok ? reply : new Error(`${name}: ${reply.error}`));
-    });
-    proc.once('exit', (code, signal) => {
-      for (const done of this.waiting.values()) done(new Error(`${name} exited (${code ?? signal})`));
-      this.waiting.clear();
-    });
-  }
-
-  static start(ns: string, script: string, variant: Variant): NsChild {
-    // `ip netns exec` execs node: the IPC descriptor is inherited as is
-    const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, join(HERE, script), variant], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    return new NsChild(`${script} ${variant}`, proc);
-  }
-
-  call(cmd: string, args: Record<string, unknown>, timeoutMs: number): Promise<IpcReply> {
-    const seq = ++this.seq;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiting.delete(seq);
-        reject(new Error(`${this.name}: ${cmd} timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiting.set(seq, (reply) => {
-        clearTimeout(timer);
-        if (reply instanceof Error) reject(reply);
-        else resolve(reply);
-      });
-      this.proc.send({ ...args, seq, cmd });
-    });
-  }
-
-  kill(): void {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
-  }
+/** Starts `script` (in dist/bench) inside the namespace; `ip netns exec` execs node, so the IPC descriptor is inherited as is. */
+function startInNamespace(ns: string, script: string, variant: Variant): BenchChild {
+  const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, join(HERE, script), variant], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return new BenchChild(`${script} ${variant}`, proc);
 }
 
 /** Creates the namespace, or says why it cannot. */
@@ -127,8 +87,8 @@ function setLoss(ns: string, percent: number): void {
 }
 
 async function measure(ns: string, variant: Variant, options: LossOptions, loss: number): Promise<Record<string, Cell>> {
-  const server = NsChild.start(ns, 'server.js', variant);
-  const client = NsChild.start(ns, 'client.js', variant);
+  const server = startInNamespace(ns, 'server.js', variant);
+  const client = startInNamespace(ns, 'client.js', variant);
   const durationMs = options.quick ? 1000 : 4000;
   const warmupMs = options.quick ? 200 : 500;
   const bound = durationMs + warmupMs + 60_000;
@@ -150,8 +110,7 @@ async function measure(ns: string, variant: Variant, options: LossOptions, loss:
     return cells;
   } finally {
     setLoss(ns, 0);
-    server.kill();
-    client.kill();
+    await Promise.all([server.kill(), client.kill()]);
   }
 }
 
