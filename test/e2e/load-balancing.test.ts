@@ -170,14 +170,20 @@ describe('client load balancing over replicas', () => {
     assert.match((err as Error).message, new RegExp(String(port)));
   });
 
-  test('a replica killed mid-traffic fails only its own in-flight calls; others go on; restarted, it is used again', async () => {
-    const servers = [];
-    for (let i = 0; i < 2; i++) {
+  /** `n` replicas in child processes (so they can be killed and restarted), stopped after the test. */
+  async function restartableReplicas(n: number): Promise<RestartableServer[]> {
+    const servers: RestartableServer[] = [];
+    for (let i = 0; i < n; i++) {
       const server = new RestartableServer({ url: `tcp://127.0.0.1:${await freePort()}` });
       cleanups.push(() => server.stop());
       await server.start();
       servers.push(server);
     }
+    return servers;
+  }
+
+  test('a replica killed mid-traffic fails only its own in-flight calls; others go on; restarted, it is used again', async () => {
+    const servers = await restartableReplicas(2);
     const [a] = servers;
     const client = newClient({ url: servers.map((s) => s.url), reconnect: FAST_RECONNECT });
     await client.connect();
@@ -214,13 +220,7 @@ describe('client load balancing over replicas', () => {
   });
 
   test('idempotentPatterns: a call whose replica drops after it was written is sent again to another', async () => {
-    const servers = [];
-    for (let i = 0; i < 2; i++) {
-      const server = new RestartableServer({ url: `tcp://127.0.0.1:${await freePort()}` });
-      cleanups.push(() => server.stop());
-      await server.start();
-      servers.push(server);
-    }
+    const servers = await restartableReplicas(2);
     const client = newClient({ url: servers.map((s) => s.url), reconnect: FAST_RECONNECT, idempotentPatterns: ['pid'] });
     await client.connect();
     await waitFor(() => client.replicas().every((r) => r.state === MsgTransConnectionState.CONNECTED), 10_000);
