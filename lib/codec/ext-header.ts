@@ -110,16 +110,29 @@ export function routeOnly(buf: Buffer): string | undefined {
   return buf.toString('latin1', prefix, length);
 }
 
+/** A header short enough that one JS pass beats a native call, and all ASCII (a route and a time budget, typically). */
+function isShortAscii(buf: Buffer): boolean {
+  const length = buf.length;
+  if (length > 256) return false;
+  for (let i = 0; i < length; i++) if (buf[i] >= 0x80) return false;
+  return true;
+}
+
 /**
  * Parses an extension header. Empty lines are tolerated; a line without `:`
  * or bytes that are not UTF-8 are a protocol error.
  */
 export function decodeExtHeader(buf: Buffer): ExtHeaderEntries {
   if (buf.length === 0) return { route: undefined, metadata: undefined };
-  if (!isUtf8(buf)) {
+  let text: string;
+  if (isShortAscii(buf)) {
+    // ASCII is UTF-8 already: no validation pass, and the cheapest decode
+    text = buf.toString('latin1');
+  } else if (isUtf8(buf)) {
+    text = buf.toString('utf8');
+  } else {
     throw new MsgTransProtocolError(MsgTransErrorCode.BAD_EXT_HEADER, 'Extension header is not valid UTF-8');
   }
-  const text = buf.toString('utf8');
   let route: string | undefined;
   let metadata: Record<string, string> | undefined;
   let start = 0;

@@ -10,13 +10,12 @@ import {
   type PacketType,
 } from './packet.js';
 
-/** The header fields plus the lengths that follow it. */
-export interface PacketHeader {
-  compression: Compression;
-  packetType: PacketType;
-  bizType: number;
-  messageId: number;
-  flags: number;
+/**
+ * The header fields plus the lengths that follow it. It is also the packet
+ * itself once {@link packetAt} has set `extHeader` and `payload`: one object
+ * per received packet, not a header and then a packet.
+ */
+export interface PacketHeader extends MsgTransPacket {
   extHeaderLength: number;
   payloadLength: number;
   /** HEADER_SIZE + extHeaderLength + payloadLength. */
@@ -66,6 +65,9 @@ export function readHeader(buf: Buffer, offset: number, limits: PacketLimits): P
     bizType: buf[offset + 3],
     messageId: buf.readUInt32BE(offset + 4),
     flags,
+    // set by packetAt once the bytes are there; present from the start so every packet has one shape
+    extHeader: EMPTY,
+    payload: EMPTY,
     extHeaderLength,
     payloadLength,
     totalLength,

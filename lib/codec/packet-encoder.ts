@@ -2,6 +2,17 @@ import { HEADER_SIZE, PROTOCOL_VERSION, type MsgTransPacket } from './packet.js'
 
 const EMPTY = Buffer.alloc(0);
 
+// Small packets are written into a shared slab, the way Buffer.allocUnsafe
+// uses its pool, but without its 8-byte alignment: consecutive packets sit
+// back to back, and the text is written once, straight into place, with no
+// byteLength pass to size it first. The slab is small so that one queued
+// packet pins little memory; it is never reused, only replaced when full.
+const SLAB_SIZE = 16 * 1024;
+// text this long (in UTF-16 units) at most uses the slab: 3 bytes each at worst
+const SLAB_TEXT_LIMIT = 1024;
+let slab = Buffer.allocUnsafe(SLAB_SIZE);
+let slabUsed = 0;
+
 /**
  * Writes the 16-byte header at `offset`. Every multi-byte field is big-endian.
  * Lengths come from the caller so a payload can be written after the header
@@ -14,14 +25,37 @@ export function writeHeader(
   extHeaderLength: number,
   payloadLength: number,
 ): void {
+  writeFields(target, offset, packet.compression, packet.packetType, packet.bizType, packet.messageId, packet.flags, extHeaderLength, payloadLength);
+}
+
+// Byte by byte: the checked writeUInt*BE helpers cost more than the whole header on small packets.
+function writeFields(
+  target: Buffer,
+  offset: number,
+  compression: number,
+  packetType: number,
+  bizType: number,
+  messageId: number,
+  flags: number,
+  extHeaderLength: number,
+  payloadLength: number,
+): void {
   target[offset] = PROTOCOL_VERSION;
-  target[offset + 1] = packet.compression;
-  target[offset + 2] = packet.packetType;
-  target[offset + 3] = packet.bizType;
-  target.writeUInt32BE(packet.messageId >>> 0, offset + 4);
-  target.writeUInt16BE(extHeaderLength, offset + 8);
-  target.writeUInt32BE(payloadLength, offset + 10);
-  target.writeUInt16BE(packet.flags, offset + 14);
+  target[offset + 1] = compression;
+  target[offset + 2] = packetType;
+  target[offset + 3] = bizType;
+  target[offset + 4] = messageId >>> 24;
+  target[offset + 5] = messageId >>> 16;
+  target[offset + 6] = messageId >>> 8;
+  target[offset + 7] = messageId;
+  target[offset + 8] = extHeaderLength >>> 8;
+  target[offset + 9] = extHeaderLength;
+  target[offset + 10] = payloadLength >>> 24;
+  target[offset + 11] = payloadLength >>> 16;
+  target[offset + 12] = payloadLength >>> 8;
+  target[offset + 13] = payloadLength;
+  target[offset + 14] = flags >>> 8;
+  target[offset + 15] = flags;
 }
 
 /** Encodes one packet into a single freshly allocated buffer. */
@@ -39,15 +73,39 @@ export function encodePacket(packet: MsgTransPacket): Buffer {
  * Encodes a packet whose payload is UTF-8 text straight into the packet
  * buffer, saving the intermediate payload buffer on the JSON hot path.
  */
-export function encodePacketWithText(
-  packet: Omit<MsgTransPacket, 'payload'>,
+export function encodePacketWithText(packet: Omit<MsgTransPacket, 'payload'>, text: string): Buffer {
+  return encodeTextPacket(packet.compression, packet.packetType, packet.bizType, packet.messageId, packet.flags, packet.extHeader, text);
+}
+
+/** {@link encodePacketWithText} with the header fields as arguments: no object per packet. */
+export function encodeTextPacket(
+  compression: number,
+  packetType: number,
+  bizType: number,
+  messageId: number,
+  flags: number,
+  ext: Buffer,
   text: string,
 ): Buffer {
-  const ext = packet.extHeader;
+  const extLength = ext.length;
+  if (text.length <= SLAB_TEXT_LIMIT && extLength <= SLAB_SIZE / 4) {
+    const worst = HEADER_SIZE + extLength + text.length * 3;
+    if (SLAB_SIZE - slabUsed < worst) {
+      slab = Buffer.allocUnsafe(SLAB_SIZE);
+      slabUsed = 0;
+    }
+    const start = slabUsed;
+    const textAt = start + HEADER_SIZE + extLength;
+    if (extLength > 0) ext.copy(slab, start + HEADER_SIZE);
+    const textLength = text.length === 0 ? 0 : slab.write(text, textAt, 'utf8');
+    writeFields(slab, start, compression, packetType, bizType, messageId, flags, extLength, textLength);
+    slabUsed = textAt + textLength;
+    return slab.subarray(start, slabUsed);
+  }
   const textLength = Buffer.byteLength(text);
-  const out = Buffer.allocUnsafe(HEADER_SIZE + ext.length + textLength);
-  writeHeader(out, 0, packet, ext.length, textLength);
+  const out = Buffer.allocUnsafe(HEADER_SIZE + extLength + textLength);
+  writeFields(out, 0, compression, packetType, bizType, messageId, flags, extLength, textLength);
   ext.copy(out, HEADER_SIZE);
-  out.write(text, HEADER_SIZE + ext.length, 'utf8');
+  out.write(text, HEADER_SIZE + extLength, 'utf8');
   return out;
 }

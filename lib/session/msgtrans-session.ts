@@ -4,7 +4,7 @@ import { compress, decompress } from '../codec/compression.js';
 import { decodeExtHeader, encodeExtHeader, routeOnly } from '../codec/ext-header.js';
 import { nextMessageId } from '../codec/message-id-counter.js';
 import { Compression, HEADER_SIZE, PacketFlag, PacketType, type MsgTransPacket } from '../codec/packet.js';
-import { encodePacket, encodePacketWithText } from '../codec/packet-encoder.js';
+import { encodePacket, encodeTextPacket } from '../codec/packet-encoder.js';
 import type { MsgTransCodec } from '../envelope/msgtrans-codec.interface.js';
 import { routeOfBizType } from '../envelope/route.js';
 import { MSGTRANS_DEFAULTS } from '../constants.js';
@@ -568,10 +568,9 @@ export class MsgTransSession implements MsgTransConnectionSink, ReplySink {
       const total = HEADER_SIZE + extHeader.length + payload.length;
       if (total > maxPacketSize) throw tooLarge(total, maxPacketSize);
     }
-    const head = { compression, packetType, bizType, messageId, flags, extHeader };
     return typeof payload === 'string'
-      ? encodePacketWithText(head, payload)
-      : encodePacket({ ...head, payload: toBuffer(payload) });
+      ? encodeTextPacket(compression, packetType, bizType, messageId, flags, extHeader, payload)
+      : encodePacket({ compression, packetType, bizType, messageId, flags, extHeader, payload: toBuffer(payload) });
   }
 
   /** @internal connection sink: a validated packet arrived. */

@@ -1,0 +1,39 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  Compression,
+  PacketFlag,
+  PacketType,
+  decodePacket,
+  encodeExtHeader,
+  encodePacket,
+  encodeTextPacket,
+} from '../../lib/codec/index.js';
+
+const LIMITS = { maxPacketSize: 16 * 1024 * 1024, maxExtHeaderSize: 64 * 1024 };
+
+describe('encodeTextPacket', () => {
+  test('is byte for byte what encodePacket makes of the same UTF-8 payload', () => {
+    const ext = encodeExtHeader('orders.get', { 'msgtrans-timeout': '5000' });
+    for (const text of ['', 'x', '{"a":1}', 'é€😀'.repeat(50), 'a'.repeat(1024), 'b'.repeat(1025), 'é'.repeat(5000)]) {
+      const fields = { compression: Compression.NONE, packetType: PacketType.REQUEST, bizType: 7, messageId: 0xfedcba98, flags: PacketFlag.CODEC | PacketFlag.HAS_ROUTE_TAG };
+      const text_ = encodeTextPacket(fields.compression, fields.packetType, fields.bizType, fields.messageId, fields.flags, ext, text);
+      const plain = encodePacket({ ...fields, extHeader: ext, payload: Buffer.from(text, 'utf8') });
+      assert.deepEqual(text_, plain, `payload of ${text.length} chars`);
+    }
+  });
+
+  test('packets stay intact after the shared buffer they were written into is replaced, many times over', () => {
+    const made: { text: string; packet: Buffer }[] = [];
+    // ~3,000 packets of up to 1,000 chars of 1–4-byte characters: well past several 16 KiB slabs
+    for (let i = 0; i < 3000; i++) {
+      const text = `${i}:` + '€a😀'.repeat(i % 250);
+      made.push({ text, packet: encodeTextPacket(0, PacketType.RESPONSE, 0, i + 1, PacketFlag.CODEC, Buffer.alloc(0), text) });
+    }
+    for (const [i, { text, packet }] of made.entries()) {
+      const decoded = decodePacket(packet, LIMITS);
+      assert.equal(decoded.messageId, i + 1);
+      assert.equal(decoded.payload.toString('utf8'), text);
+    }
+  });
+});
