@@ -102,10 +102,22 @@ export function encodeTextPacket(
     slabUsed = textAt + textLength;
     return slab.subarray(start, slabUsed);
   }
-  const textLength = Buffer.byteLength(text);
-  const out = Buffer.allocUnsafe(HEADER_SIZE + extLength + textLength);
-  writeFields(out, 0, compression, packetType, bizType, messageId, flags, extLength, textLength);
+  // Large text: sized for ASCII (one byte per unit), the common case for JSON, which saves the
+  // byteLength pass over the whole text (as long as the write itself on a 1 MiB string).
+  const textAt = HEADER_SIZE + extLength;
+  let out = Buffer.allocUnsafe(textAt + text.length);
+  let { read, written } = UTF8.encodeInto(text, out.subarray(textAt));
+  if (read < text.length) {
+    // not ASCII: what is written is kept, the rest goes into a buffer of the exact size
+    const rest = text.slice(read);
+    const exact = Buffer.allocUnsafe(textAt + written + Buffer.byteLength(rest));
+    out.copy(exact, textAt, textAt, textAt + written);
+    written += exact.write(rest, textAt + written, 'utf8');
+    out = exact;
+  }
+  writeFields(out, 0, compression, packetType, bizType, messageId, flags, extLength, written);
   ext.copy(out, HEADER_SIZE);
-  out.write(text, HEADER_SIZE + extLength, 'utf8');
   return out;
 }
+
+const UTF8 = new TextEncoder();
