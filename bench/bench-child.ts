@@ -1,5 +1,9 @@
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { IpcReply } from './common.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
 
 // Every child still running is killed when the benchmark exits or is interrupted.
 const children = new Set<ChildProcess>();
@@ -84,4 +88,26 @@ export class BenchChild {
     await this.exited;
     clearTimeout(timer);
   }
+}
+
+/**
+ * Starts `script` (in dist/bench) with an IPC channel. With `raiseFdLimit`
+ * (true: 65536, or a number of descriptors) it runs under
+ * `bash -c 'ulimit -n N …; exec node …'`, falling back to the hard limit
+ * when N is not allowed (raising the hard limit needs CAP_SYS_RESOURCE): the
+ * process is still node, so its pid and IPC channel are the ones we hold.
+ */
+export function launch(script: string, args: string[], opts: { raiseFdLimit?: boolean | number; execArgv?: string[] } = {}): BenchChild {
+  const nodeArgs = [...(opts.execArgv ?? []), join(HERE, script), ...args];
+  const stdio: ['ignore', 'inherit', 'inherit', 'ipc'] = ['ignore', 'inherit', 'inherit', 'ipc'];
+  const fds = opts.raiseFdLimit === true ? 65536 : opts.raiseFdLimit || 0;
+  const proc =
+    fds > 0
+      ? spawn(
+          'bash',
+          ['-c', `ulimit -n ${fds} 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"`, process.execPath, ...nodeArgs],
+          { stdio },
+        )
+      : spawn(process.execPath, nodeArgs, { stdio });
+  return new BenchChild(`${script} ${args.join(' ')}`.trim(), proc);
 }

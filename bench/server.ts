@@ -10,10 +10,12 @@
  * The Nest variants share one controller: `echo` returns its input, the
  * `count` event increments a counter, `count.get` reads it.
  *
- * IPC: init {certs?} → {port, url, fdLimit}; mem → memory and connections held; exit.
+ * IPC: init {certs?, maxConnections?} → {port, url, fdLimit}; mem {gc?} → memory and connections held;
+ * snapshot {file} → a V8 heap snapshot written to `file` after GC (needs --expose-gc to collect first); exit.
  */
 import 'reflect-metadata';
 import * as net from 'node:net';
+import { writeHeapSnapshot } from 'node:v8';
 import { Controller, Module, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EventPattern, MessagePattern, Payload, Transport } from '@nestjs/microservices';
@@ -83,12 +85,13 @@ async function startNestTcp(): Promise<Running> {
   };
 }
 
-async function startMsgTrans(variant: Variant, certs: BenchCerts | undefined): Promise<Running> {
+async function startMsgTrans(variant: Variant, certs: BenchCerts | undefined, maxConnections: number | undefined): Promise<Running> {
   const listen = { 'mt-tcp': 'tcp://127.0.0.1:0', 'mt-ws': 'ws://127.0.0.1:0/', 'mt-quic': 'quic://127.0.0.1:0' }[
     variant as 'mt-tcp' | 'mt-ws' | 'mt-quic'
   ];
   const strategy = new MsgTransServer({
     listen,
+    ...(maxConnections !== undefined ? { maxConnections } : {}),
     ...(variant === 'mt-quic' ? { tls: { key: certs!.serverKey, cert: certs!.serverCert } } : {}),
   });
   const app = await NestFactory.createMicroservice(BenchModule, { strategy, logger: false });
@@ -167,13 +170,23 @@ serveIpc(async (request) => {
   switch (request.cmd) {
     case 'init': {
       const certs = request.certs as BenchCerts | undefined;
+      // the library's default (10,000 sessions) refuses the rest of a larger idle run
+      const maxConnections = request.maxConnections as number | undefined;
       running =
-        variant === 'nest-tcp' ? await startNestTcp() : variant === 'raw' ? await startRaw() : await startMsgTrans(variant, certs);
+        variant === 'nest-tcp'
+          ? await startNestTcp()
+          : variant === 'raw'
+            ? await startRaw()
+            : await startMsgTrans(variant, certs, maxConnections);
       return { port: running.port, url: running.url, fdLimit: openFileLimit() ?? null, pid: process.pid };
     }
     case 'mem': {
       if (request.gc) await collectGarbage();
       return { mem: memorySnapshot(), connections: running ? await running.connections() : 0, events };
+    }
+    case 'snapshot': {
+      await collectGarbage();
+      return { file: writeHeapSnapshot(request.file as string), connections: running ? await running.connections() : 0 };
     }
     case 'exit': {
       // a graceful exit (after the reply is sent), so that --cpu-prof writes its profile
