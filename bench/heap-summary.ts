@@ -15,28 +15,86 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 interface Snapshot {
-  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+  snapshot: {
+    meta: {
+      node_fields: string[];
+      node_types: [string[], ...unknown[]];
+      edge_fields: string[];
+      edge_types: [string[], ...unknown[]];
+    };
+  };
   nodes: number[];
+  edges: number[];
+  locations?: number[];
   strings: string[];
 }
 
 /** Kind → [count, self bytes]. */
 export type HeapCensus = Map<string, [number, number]>;
 
+/**
+ * Counts every node of a snapshot by kind. Plain objects are told apart by
+ * their first property names (`Object {a,b,c}`), anonymous closures by where
+ * they are defined (`(closure) @file:line`), so that what a connection
+ * allocates can be traced back to the code.
+ */
 export function heapCensus(file: string): HeapCensus {
   const snap = JSON.parse(readFileSync(file, 'utf8')) as Snapshot;
-  const fields = snap.snapshot.meta.node_fields;
-  const types = snap.snapshot.meta.node_types[0];
-  const width = fields.length;
-  const typeAt = fields.indexOf('type');
-  const nameAt = fields.indexOf('name');
-  const sizeAt = fields.indexOf('self_size');
+  const meta = snap.snapshot.meta;
+  const types = meta.node_types[0];
+  const edgeTypes = meta.edge_types[0];
+  const width = meta.node_fields.length;
+  const typeAt = meta.node_fields.indexOf('type');
+  const nameAt = meta.node_fields.indexOf('name');
+  const sizeAt = meta.node_fields.indexOf('self_size');
+  const edgeCountAt = meta.node_fields.indexOf('edge_count');
+  const edgeWidth = meta.edge_fields.length;
+  const edgeTypeAt = meta.edge_fields.indexOf('type');
+  const edgeNameAt = meta.edge_fields.indexOf('name_or_index');
+  const edgeToAt = meta.edge_fields.indexOf('to_node');
+  const { nodes, edges, strings } = snap;
+  const count = nodes.length / width;
+  const firstEdge = new Uint32Array(count + 1);
+  for (let n = 0, e = 0; n < count; n++) {
+    firstEdge[n] = e;
+    e += nodes[n * width + edgeCountAt] * edgeWidth;
+    firstEdge[n + 1] = e;
+  }
+  const edgeName = (e: number) => {
+    const type = edgeTypes[edges[e + edgeTypeAt]];
+    return type === 'element' || type === 'hidden' ? null : strings[edges[e + edgeNameAt]];
+  };
+  const target = (n: number, name: string) => {
+    for (let e = firstEdge[n]; e < firstEdge[n + 1]; e += edgeWidth) {
+      if (edgeName(e) === name) return edges[e + edgeToAt] / width;
+    }
+    return -1;
+  };
+  const scriptName = (n: number) => {
+    const shared = target(n, 'shared');
+    let script = shared < 0 ? -1 : target(shared, 'script_or_debug_info');
+    if (script < 0 && shared >= 0) script = target(shared, 'script');
+    return script < 0 ? '?' : strings[nodes[script * width + nameAt]].replace(/^.*\/(?=[^/]+\/[^/]+$)/, '');
+  };
+  const lines = new Map<number, string>();
+  const locations = snap.locations ?? [];
+  for (let i = 0; i + 3 < locations.length; i += 4) lines.set(locations[i] / width, `${locations[i + 2] + 1}`);
   const census: HeapCensus = new Map();
-  const { nodes, strings } = snap;
-  for (let i = 0; i < nodes.length; i += width) {
+  for (let n = 0; n < count; n++) {
+    const i = n * width;
     const type = types[nodes[i + typeAt]];
     const name = strings[nodes[i + nameAt]];
-    const kind = kindOf(type, name);
+    let kind = kindOf(type, name);
+    if (type === 'object' && name === 'Object') {
+      const props: string[] = [];
+      for (let e = firstEdge[n]; e < firstEdge[n + 1] && props.length < 4; e += edgeWidth) {
+        const prop = edgeTypes[edges[e + edgeTypeAt]] === 'property' ? strings[edges[e + edgeNameAt]] : null;
+        if (prop !== null && prop !== '__proto__' && prop !== 'map') props.push(prop);
+      }
+      kind = `Object {${props.join(',')}}`;
+    } else if (type === 'closure') {
+      kind = `(closure) ${name || '(anonymous)'} @${scriptName(n)}:${lines.get(n) ?? '?'}`;
+    }
     const entry = census.get(kind);
     if (entry) {
       entry[0]++;

@@ -12,8 +12,9 @@
  *   --quick                 fewer, shorter runs; fewer idle connections
  *   --reps=N                runs per cell (default 5, idle cells 3; quick 1)
  *   --only=a,b              variants (nest-tcp, mt-tcp, mt-ws, mt-quic, raw)
- *   --measures=a,b          any of rr, events, big, idle, loss (default: all; loss: bench/quic-loss.ts)
- *   --skip-idle             no idle-connection measurement
+ *   --measures=a,b          any of rr, events, big, idle, idle100k, loss (default: all;
+ *                           idle100k: bench/idle-scale.ts; loss: bench/quic-loss.ts)
+ *   --skip-idle             no idle-connection measurement (neither idle nor idle100k)
  *   --no-write              do not write bench/RESULTS.md
  *   --profile=VARIANT       instead of the suite: run one variant's server (or, with
  *                           --profile-side=client|both, its client) under `node --cpu-prof`
@@ -21,7 +22,7 @@
  *                           --inflight=N (100) for --seconds=S (10), write the
  *                           profile under --profile-dir (/tmp/msgtrans-prof) and summarise it
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -39,7 +40,8 @@ import {
 } from './common.js';
 import { summarizeProfile } from './profile-summary.js';
 import { runLossBench } from './quic-loss.js';
-import { BenchChild as Child, killChildren } from './bench-child.js';
+import { BenchChild as Child, killChildren, launch } from './bench-child.js';
+import { runIdleScale } from './idle-scale.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 // dist/bench → the source folder bench/ (for RESULTS.md)
@@ -70,8 +72,11 @@ const REPS = Number(option('reps') ?? (QUICK ? 1 : 5));
 const IDLE_REPS = Number(option('reps') ?? (QUICK ? 1 : 3));
 const ONLY = option('only');
 const SELECTED: Variant[] = ONLY ? ONLY.split(',').filter(isVariant) : [...VARIANTS];
-const MEASURES = new Set((option('measures') || 'rr,events,big,idle,loss').split(','));
-if (option('skip-idle') !== undefined) MEASURES.delete('idle');
+const MEASURES = new Set((option('measures') || 'rr,events,big,idle,idle100k,loss').split(','));
+if (option('skip-idle') !== undefined) {
+  MEASURES.delete('idle');
+  MEASURES.delete('idle100k');
+}
 const WRITE_RESULTS = !QUICK && option('no-write') === undefined && !ONLY && option('measures') === undefined && MEASURES.has('idle');
 
 const CONFIG = QUICK
@@ -88,6 +93,8 @@ const CONFIG = QUICK
       bigDurationMs: 300,
       idle: 2_000,
       idleQuic: 500,
+      idleScale: 10_000,
+      idleScaleProbeMs: 1_000,
       watchdogMs: 110_000,
     }
   : {
@@ -103,29 +110,12 @@ const CONFIG = QUICK
       bigDurationMs: 2_000,
       idle: 10_000,
       idleQuic: 5_000,
+      idleScale: 100_000,
+      idleScaleProbeMs: 2_000,
       watchdogMs: 15 * 60_000,
     };
 const INFLIGHTS = [1, 100, 1000];
 
-
-/**
- * Starts `script` (in dist/bench) with an IPC channel. With `raiseFdLimit`
- * it runs under `bash -c 'ulimit -n 65536 …; exec node …'` (falling back to
- * the hard limit when 65536 is not allowed): the process is still node, so
- * its pid and IPC channel are the ones we hold.
- */
-function launch(script: string, args: string[], opts: { raiseFdLimit?: boolean; execArgv?: string[] } = {}): Child {
-  const nodeArgs = [...(opts.execArgv ?? []), join(HERE, script), ...args];
-  const stdio: ['ignore', 'inherit', 'inherit', 'ipc'] = ['ignore', 'inherit', 'inherit', 'ipc'];
-  const proc = opts.raiseFdLimit
-    ? spawn(
-        'bash',
-        ['-c', 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...nodeArgs],
-        { stdio },
-      )
-    : spawn(process.execPath, nodeArgs, { stdio });
-  return new Child(`${script} ${args.join(' ')}`.trim(), proc);
-}
 
 // ---------------------------------------------------------------------------
 // Results
@@ -359,6 +349,30 @@ async function runIdle(certs: BenchCerts): Promise<void> {
   await holder.stop();
 }
 
+/** Why a variant held fewer connections at scale than asked for (a descriptor limit). */
+const scaleLimits = new Map<Variant, string>();
+
+/** Once, not repeated: one server per variant holding CONFIG.idleScale connections (bench/idle-scale.ts). */
+async function runScale(certs: BenchCerts): Promise<void> {
+  // Nest TCP for comparison in full runs only (--quick stays short)
+  const variants = SELECTED.filter((v) => v === 'mt-tcp' || v === 'mt-ws' || (v === 'nest-tcp' && !QUICK));
+  // the two targets first, Nest TCP (for comparison) last
+  variants.sort((a, b) => Number(a === 'nest-tcp') - Number(b === 'nest-tcp'));
+  if (variants.length === 0) return;
+  const results = await runIdleScale({ variants, count: CONFIG.idleScale, certs, probeMs: CONFIG.idleScaleProbeMs, log });
+  for (const r of results) {
+    record('idle100k.held', r.variant, r.held);
+    record('idle100k.accept', r.variant, r.acceptSeconds);
+    record('idle100k.rss', r.variant, r.rssKiB);
+    record('idle100k.heap', r.variant, r.heapKiB);
+    if (r.probe) {
+      record('idle100k.p50', r.variant, r.probe.p50);
+      record('idle100k.p99', r.variant, r.probe.p99);
+    }
+    if (r.limitedBy) scaleLimits.set(r.variant, r.limitedBy);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Report
 
@@ -401,6 +415,13 @@ function rows(): Row[] {
   list.push({ measure: 'idle.held', label: 'idle connections held', format: fmtInt, ratios: false });
   list.push({ measure: 'idle.rss', label: 'idle RSS per connection (lower is better)', format: (v) => `${v.toFixed(2)} KiB`, ratios: true });
   list.push({ measure: 'idle.heap', label: 'idle heap per connection (lower is better)', format: (v) => `${v.toFixed(2)} KiB`, ratios: true });
+  const asked = fmtInt(CONFIG.idleScale);
+  list.push({ measure: 'idle100k.held', label: `idle at scale (${asked} asked): connections held`, format: fmtInt, ratios: false });
+  list.push({ measure: 'idle100k.accept', label: 'idle at scale: seconds to accept them all', format: (v) => `${v.toFixed(1)} s`, ratios: false });
+  list.push({ measure: 'idle100k.rss', label: 'idle at scale: RSS per connection (lower is better)', format: (v) => `${v.toFixed(2)} KiB`, ratios: true });
+  list.push({ measure: 'idle100k.heap', label: 'idle at scale: heap per connection (lower is better)', format: (v) => `${v.toFixed(2)} KiB`, ratios: true });
+  list.push({ measure: 'idle100k.p50', label: 'idle at scale: p50 of sequential requests meanwhile', format: fmtMs, ratios: false });
+  list.push({ measure: 'idle100k.p99', label: 'idle at scale: p99 of sequential requests meanwhile', format: fmtMs, ratios: false });
   return list;
 }
 
@@ -509,6 +530,34 @@ function targets(): string[] {
       `${v.toFixed(2)} KiB vs ${nest.toFixed(2)} KiB (${times(v, nest)})`,
     );
   }
+  for (const [variant, kib] of [
+    ['mt-tcp', 2],
+    ['mt-ws', 4],
+  ] as const) {
+    const name = variant === 'mt-tcp' ? 'TCP' : 'WS';
+    const held = value('idle100k.held', variant);
+    const asked = `${fmtInt(CONFIG.idleScale)} idle ${name} connections on one server`;
+    if (!have(held)) {
+      check(asked, undefined, 'not measured');
+      continue;
+    }
+    const limit = scaleLimits.get(variant);
+    const accept = `accepted in ${value('idle100k.accept', variant).toFixed(1)} s`;
+    check(asked, held >= CONFIG.idleScale, `${fmtInt(held)} held, ${accept}${limit ? `; fewer because ${limit}` : ''}`);
+    const rss = value('idle100k.rss', variant);
+    const heap = value('idle100k.heap', variant);
+    check(
+      `idle ${name} at scale ≤ ${kib} KiB RSS/conn after GC`,
+      have(rss) ? rss <= kib : undefined,
+      `${rss.toFixed(2)} KiB (heap ${heap.toFixed(2)} KiB) at ${fmtInt(held)} connections`,
+    );
+    const p50 = value('idle100k.p50', variant);
+    check(
+      `${name} request p50 < 1 ms while holding them`,
+      have(p50) ? p50 < 1 : undefined,
+      `p50 ${fmtMs(p50)}, p99 ${fmtMs(value('idle100k.p99', variant))} (sequential, one further connection)`,
+    );
+  }
   {
     // not a target of its own; shown beside the TCP one
     const held = value('idle.held', 'mt-ws');
@@ -613,12 +662,13 @@ async function main(): Promise<void> {
   log(`${QUICK ? 'quick' : 'full'} run: ${SELECTED.map((v) => VARIANT_LABEL[v]).join(', ')}; ${REPS} run(s) per cell (idle: ${IDLE_REPS})`);
   if (['rr', 'events', 'big'].some((m) => MEASURES.has(m))) await runThroughput(certs);
   if (MEASURES.has('idle')) await runIdle(certs);
+  if (MEASURES.has('idle100k')) await runScale(certs);
   const lossSection = MEASURES.has('loss') && !ONLY ? await runLossBench({ quick: QUICK, certs, log }) : [];
   const elapsed = (Date.now() - started) / 1000;
 
   const method = [
     `Server and client are separate processes on 127.0.0.1; one client connection per variant; payloads are a 64-character string (1 MiB rows: a 1 MiB string, JSON on every Nest variant, and a 1 MiB Buffer, raw bytes on msgtrans but a JSON array of numbers on Nest TCP), echoed by a Nest @MessagePattern('echo') handler (raw: echoed by node:net, no Nest). Before measuring, every pair runs a warm-up of each measure.`,
-    `req/resp: fixed-duration closed loop (${CONFIG.rrWarmupMs} ms warm-up, ${CONFIG.rrDurationMs} ms measured) keeping N requests outstanding. events: ${fmtInt(CONFIG.events)} emits, then count.get polled until all arrived. 1 MiB: closed loop at ${CONFIG.bigInflight} in flight; MB/s = echoed payload bytes per second, one way (10^6 bytes). idle: server RSS/heap after GC, before and after ${fmtInt(CONFIG.idle)} idle connections (QUIC: ${fmtInt(CONFIG.idleQuic)}: each QUIC client has its own UDP socket and handshake), divided by the connections the server held.`,
+    `req/resp: fixed-duration closed loop (${CONFIG.rrWarmupMs} ms warm-up, ${CONFIG.rrDurationMs} ms measured) keeping N requests outstanding. events: ${fmtInt(CONFIG.events)} emits, then count.get polled until all arrived. 1 MiB: closed loop at ${CONFIG.bigInflight} in flight; MB/s = echoed payload bytes per second, one way (10^6 bytes). idle: server RSS/heap after GC, before and after ${fmtInt(CONFIG.idle)} idle connections (QUIC: ${fmtInt(CONFIG.idleQuic)}: each QUIC client has its own UDP socket and handshake), divided by the connections the server held. idle at scale (once, not repeated): one server asked to hold ${fmtInt(CONFIG.idleScale)} idle connections opened by several client processes at once from source addresses of their own (127.0.N.M), each process's open-file limit raised to its hard limit at most (no sysctl changed); time from the first connect until the server counted them all; RSS/heap growth after GC per connection; then ${fmtInt(CONFIG.idleScaleProbeMs)} ms of sequential requests (1 in flight) from a further client connection.`,
     `Variants interleaved (A B C … then B C … A …, rotated each run), after waiting for the benchmark processes to go idle; each value is the median of ${REPS} run(s) (idle: ${IDLE_REPS}); ratios are to Nest TCP and to raw node:net from the same run (for latency and memory, lower is better).`,
   ];
   const report = [table(), '', 'targets:', ...targets()].join('\n');
