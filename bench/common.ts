@@ -76,9 +76,9 @@ export function openFileLimit(): number | undefined {
   }
 }
 
-export function memorySnapshot(): { rss: number; heapUsed: number; external: number; arrayBuffers: number } {
+export function memorySnapshot(): { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number } {
   const m = process.memoryUsage();
-  return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
 }
 
 /** Full GC (when the process runs with --expose-gc), twice, with a pause for finalizers. */

@@ -40,7 +40,13 @@ export interface IdleScaleOptions {
   certs: BenchCerts;
   /** Client processes (default 4; more when their fd limits need it). */
   clients?: number;
-  /** Connects outstanding per client process (default 128). */
+  /**
+   * Connects outstanding in all client processes together (default 256): below
+   * the listen backlog (511), so that a server slower to accept than the
+   * clients connect does not overflow its accept queue (a handshake completed
+   * on an overflowing queue is dropped by the server while the client, which
+   * never sends, takes it as open).
+   */
   concurrency?: number;
   /** Duration of the sequential-request probe (default 2000 ms, after 300 ms of warm-up). */
   probeMs?: number;
@@ -61,7 +67,10 @@ export interface IdleScaleResult {
   acceptSeconds: number;
   /** Server growth per connection after GC, KiB. */
   rssKiB: number;
+  /** Live objects (heapUsed). */
   heapKiB: number;
+  /** Heap pages V8 holds (heapTotal): RSS minus this is memory outside the JS heap. */
+  heapTotalKiB: number;
   externalKiB: number;
   probe?: { p50: number; p99: number; completed: number };
 }
@@ -92,9 +101,17 @@ export function systemLimits(): string {
   ].join(', ');
 }
 
-async function memory(server: BenchChild): Promise<{ rss: number; heapUsed: number; external: number; connections: number }> {
+interface Memory {
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  connections: number;
+}
+
+async function memory(server: BenchChild): Promise<Memory> {
   const reply = await server.call('mem', { gc: true }, 60_000);
-  return { ...(reply.mem as { rss: number; heapUsed: number; external: number }), connections: reply.connections as number };
+  return { ...(reply.mem as Omit<Memory, 'connections'>), connections: reply.connections as number };
 }
 
 async function runOne(variant: Variant, block: number, clients: BenchChild[], clientLimit: number, options: IdleScaleOptions): Promise<IdleScaleResult> {
@@ -133,7 +150,7 @@ async function runOne(variant: Variant, block: number, clients: BenchChild[], cl
             port: ready.port,
             url: ready.url,
             count: shares[i],
-            concurrency: options.concurrency ?? 128,
+            concurrency: Math.ceil((options.concurrency ?? 256) / clients.length),
             localAddresses: Array.from({ length: addressesPerClient }, (_, k) => `127.0.${block}.${2 + i * addressesPerClient + k}`),
           },
           600_000,
@@ -153,6 +170,7 @@ async function runOne(variant: Variant, block: number, clients: BenchChild[], cl
       await sleep(20);
     }
     const acceptSeconds = (Date.now() - start) / 1000;
+    if (seen < held) log(`idle at scale ${label}: the clients hold ${held} connections, the server counted ${seen} after ${acceptSeconds.toFixed(0)} s`);
     await sleep(300);
     const after = await memory(server);
     const serverHeld = Math.min(held, after.connections);
@@ -167,12 +185,14 @@ async function runOne(variant: Variant, block: number, clients: BenchChild[], cl
       acceptSeconds,
       rssKiB: (after.rss - before.rss) / per,
       heapKiB: (after.heapUsed - before.heapUsed) / per,
+      heapTotalKiB: (after.heapTotal - before.heapTotal) / per,
       externalKiB: (after.external - before.external) / per,
     };
     log(
       `idle at scale ${label}: ${serverHeld.toLocaleString('en-US')} held (${clients.length} client processes, ${clients.length * addressesPerClient} source addresses), ` +
-        `all accepted in ${acceptSeconds.toFixed(1)} s; after GC: RSS ${result.rssKiB.toFixed(2)} KiB/conn, heap ${result.heapKiB.toFixed(2)} KiB/conn, ` +
-        `external ${result.externalKiB.toFixed(2)} KiB/conn (RSS ${(after.rss / 2 ** 20).toFixed(0)} MiB in all)`,
+        `all accepted in ${acceptSeconds.toFixed(1)} s; after GC, per connection: RSS ${result.rssKiB.toFixed(2)} KiB, heap used ${result.heapKiB.toFixed(2)} KiB ` +
+        `(heap total ${result.heapTotalKiB.toFixed(2)} KiB, so ${(result.rssKiB - result.heapTotalKiB).toFixed(2)} KiB of RSS outside the JS heap), ` +
+        `external ${result.externalKiB.toFixed(2)} KiB (RSS ${(after.rss / 2 ** 20).toFixed(0)} MiB in all)`,
     );
     if (options.snapshotDir) {
       const beforeFile = join(options.snapshotDir, `${variant}-before.heapsnapshot`);
