@@ -36,6 +36,7 @@ import { assertTlsOptions, parseEndpoint, type HttpServer } from '../transport/e
 import { MsgTransSessions } from './msgtrans-sessions.js';
 import { HEALTH_ROUTE, MsgTransHealth, type MsgTransHealthReply } from '../health/msgtrans-health.js';
 import { MsgTransTelemetry, type IncomingCall } from '../otel/msgtrans-telemetry.js';
+import type { SessionInstruments } from '../otel/session-instruments.js';
 import { TrafficCounters, type MsgTransProtocolStats } from '../otel/traffic-counter.js';
 import type { MsgTransTelemetryOptions } from '../otel/telemetry-options.interface.js';
 import { DeadlineTracker, type TrackedRequest } from './deadline-tracker.js';
@@ -112,6 +113,7 @@ export class MsgTransServer
   private readonly telemetryOptions: MsgTransTelemetryOptions | undefined;
   // resolved when listening: null (the common case) means no SDK, and every hook is skipped
   private telemetry: MsgTransTelemetry | null = null;
+  private readonly instrumentsOf = new Map<string, SessionInstruments>();
   private readonly health: MsgTransHealth;
   private readonly healthBeforeAuth: boolean;
   // Nest's own no-op start hook, to tell when instrumentation replaced it
@@ -579,9 +581,15 @@ export class MsgTransServer
   /** Counts a new session's traffic under its protocol, and gives it the telemetry. */
   private instrument(session: MsgTransSession): void {
     if (session.closed) return;
-    const traffic = this.traffic.of(session.protocol);
-    traffic.sessions++;
-    session.instruments = { traffic, telemetry: this.telemetry };
+    const protocol = session.protocol;
+    let shared = this.instrumentsOf.get(protocol);
+    // one object per protocol, shared by its sessions: nothing per connection
+    if (shared === undefined || shared.telemetry !== this.telemetry) {
+      shared = { traffic: this.traffic.of(protocol), telemetry: this.telemetry };
+      this.instrumentsOf.set(protocol, shared);
+    }
+    shared.traffic.sessions++;
+    session.instruments = shared;
   }
 
   /**
