@@ -12,6 +12,7 @@ import { IncompleteMessageWatchdog, SendStallWatchdog } from '../connection-guar
 import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
 import { joinHeartbeat } from '../heartbeat.js';
 import { WriteQueue } from '../write-queue.js';
+import { encodeWsFrames } from './ws-frame-encoder.js';
 import { WsFrameTracker } from './ws-frame-tracker.js';
 
 /** Close code for a text frame: "unsupported data" (RFC 6455 §7.4.1). */
@@ -39,15 +40,21 @@ const CLOSE_GRACE_MS = 2000;
  * Ping/pong only keeps liveness: a peer from which nothing at all (not even a
  * pong) arrived for a whole heartbeat interval after a ping is terminated,
  * and nothing of it reaches the session.
+ *
+ * `ws` reads and answers control frames; the packets of a turn are framed
+ * here (one final binary frame each) and written to the socket in one write.
+ * The socket is the one the connection was upgraded on (the server's
+ * `upgrade` event, the client's `upgrade` response), not a private field of
+ * `ws`. Frames only go out while `ws` is OPEN, so none follows its close frame.
  */
 export class WsConnection implements MsgTransConnection {
   private sink: MsgTransConnectionSink | null = null;
-  private readonly queue = new WriteQueue((items) => this.write(items));
-  private readonly socket: Socket | undefined;
+  // created on the first send: an idle connection holds no queue
+  private queue: WriteQueue | null = null;
   // batches beyond WRITE_WINDOW, oldest first
-  private held: Buffer[] = [];
+  private held: Buffer[] | null = null;
   private heldBytes = 0;
-  // payload bytes handed to ws so far; less what it still holds, about what the OS took
+  // frame bytes written to the socket so far; less what it still holds, about what the OS took
   private handed = 0;
   private stall: SendStallWatchdog | null = null;
   private isClosed = false;
@@ -61,31 +68,35 @@ export class WsConnection implements MsgTransConnection {
   private watchdog: IncompleteMessageWatchdog | null = null;
   private frames: WsFrameTracker | null = null;
 
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+
+  /**
+   * @param socket the socket `ws` runs on
+   * @param masked a client's frames are masked (RFC 6455 §5.3), a server's are not
+   */
   constructor(
     private readonly ws: WebSocket,
+    private readonly socket: Socket,
+    private readonly masked: boolean,
     readonly protocol: string,
     private readonly limits: ConnectionLimits,
-    readonly remoteAddress: string | undefined,
-    readonly remotePort: number | undefined,
     heartbeatInterval: number,
     readonly upgradeHeaders?: IncomingHttpHeaders,
     readonly peerCertificate?: X509Certificate,
   ) {
-    // ws offers no public accessor for its socket; cork/uncork, drain and the
-    // incoming bytes are needed from it.
-    this.socket = (ws as unknown as { _socket?: Socket })._socket;
-    this.socket?.on('drain', this.onSocketDrain);
-    this.sendLimit = Math.max(limits.maxSendBufferSize, this.socket?.writableHighWaterMark ?? 0);
+    this.remoteAddress = socket.remoteAddress;
+    this.remotePort = socket.remotePort;
+    socket.on('drain', this.onSocketDrain);
+    this.sendLimit = Math.max(limits.maxSendBufferSize, socket.writableHighWaterMark);
     // Messages that came with the upgrade response (a welcome push) would be
     // emitted before open() attaches the listener: hold them in the socket.
     if (ws.readyState === 1) ws.pause();
     ws.on('error', (err) => {
       this.closeError ??= asProtocolError(err);
     });
-    ws.once('close', () => this.onSocketClose());
-    ws.on('pong', () => {
-      this.alive = true;
-    });
+    // a pong is bytes from the peer: watchIncoming sees it, no pong listener needed
+    ws.on('close', () => this.onSocketClose());
     this.watchIncoming();
     if (heartbeatInterval > 0) this.leaveHeartbeat = joinHeartbeat(heartbeatInterval, this);
   }
@@ -111,7 +122,6 @@ export class WsConnection implements MsgTransConnection {
    */
   private watchIncoming(): void {
     const socket = this.socket;
-    if (!socket) return;
     const timeout = this.limits.incompleteMessageTimeout;
     if (timeout > 0) this.frames = new WsFrameTracker();
     socket.on('data', (chunk: Buffer) => {
@@ -128,7 +138,7 @@ export class WsConnection implements MsgTransConnection {
   }
 
   get bufferedAmount(): number {
-    return this.queue.pendingBytes + this.heldBytes + this.ws.bufferedAmount;
+    return (this.queue?.pendingBytes ?? 0) + this.heldBytes + this.socket.writableLength;
   }
 
   /**
@@ -137,11 +147,11 @@ export class WsConnection implements MsgTransConnection {
    * never shows progress.
    */
   get bytesTaken(): number {
-    return this.handed - this.ws.bufferedAmount;
+    return this.handed - this.socket.writableLength;
   }
 
   send(packet: Buffer): boolean {
-    if (!this.isClosed) this.queue.push(packet);
+    if (!this.isClosed) (this.queue ??= new WriteQueue((items) => this.write(items))).push(packet);
     if (this.bufferedAmount < this.sendLimit) return true;
     this.drainWanted = true;
     return false;
@@ -159,7 +169,7 @@ export class WsConnection implements MsgTransConnection {
       this.closeWith(closeCodeFor(error), error.message);
       return;
     }
-    this.queue.flushNow();
+    this.queue?.flushNow();
     // the close frame goes behind the last held message (see onSocketDrain)
     if (this.heldBytes === 0) this.closeWith(1000, '');
   }
@@ -212,9 +222,10 @@ export class WsConnection implements MsgTransConnection {
 
   private write(items: Buffer[]): void {
     if (this.ws.readyState !== 1) return;
-    if (this.heldBytes > 0 || this.ws.bufferedAmount >= WRITE_WINDOW) {
+    if (this.heldBytes > 0 || this.socket.writableLength >= WRITE_WINDOW) {
+      const held = (this.held ??= []);
       for (const item of items) {
-        this.held.push(item);
+        held.push(item);
         this.heldBytes += item.length;
       }
     } else {
@@ -223,29 +234,34 @@ export class WsConnection implements MsgTransConnection {
     this.afterWrite();
   }
 
-  /** Sends the first `count` items. */
+  /** Writes the first `count` items, one frame each, in one write where they fit one buffer. */
   private sendNow(items: Buffer[], count: number): void {
-    // ws writes every frame separately; corking its socket makes a burst one writev.
     const socket = this.socket;
-    socket?.cork();
-    for (let i = 0; i < count; i++) {
-      this.handed += items[i].length;
-      this.ws.send(items[i], { binary: true, compress: false });
+    const chunks = encodeWsFrames(items, 0, count, this.masked);
+    if (chunks.length === 1) {
+      this.handed += chunks[0].length;
+      socket.write(chunks[0]);
+      return;
     }
-    socket?.uncork();
+    socket.cork();
+    for (const chunk of chunks) {
+      this.handed += chunk.length;
+      socket.write(chunk);
+    }
+    socket.uncork();
   }
 
-  /** Hands held messages to ws until `window` bytes wait in it. */
+  /** Writes held messages until `window` bytes wait in the socket. */
   private sendHeld(window: number): void {
-    if (this.heldBytes === 0 || this.ws.readyState !== 1) return;
+    const held = this.held;
+    if (held === null || this.heldBytes === 0 || this.ws.readyState !== 1) return;
     let count = 0;
-    let bytes = this.ws.bufferedAmount;
-    while (count < this.held.length && bytes < window) bytes += this.held[count++].length;
+    let bytes = this.socket.writableLength;
+    while (count < held.length && bytes < window) bytes += held[count++].length;
     if (count === 0) return;
-    const items = count === this.held.length ? this.held : this.held.slice(0, count);
-    this.held = count === this.held.length ? [] : this.held.slice(count);
-    for (const item of items) this.heldBytes -= item.length;
-    this.sendNow(items, count);
+    this.held = count === held.length ? null : held.slice(count);
+    for (let i = 0; i < count; i++) this.heldBytes -= held[i].length;
+    this.sendNow(held, count);
   }
 
   /**
@@ -265,7 +281,7 @@ export class WsConnection implements MsgTransConnection {
 
   /** Backpressure bookkeeping after anything was handed over or taken. */
   private afterWrite(): void {
-    if (this.ws.bufferedAmount > 0 || this.heldBytes > 0) {
+    if (this.socket.writableLength > 0 || this.heldBytes > 0) {
       (this.stall ??= new SendStallWatchdog(this.limits.sendStallTimeout, this, this.onStalled)).arm();
     }
     const buffered = this.bufferedAmount;
@@ -313,8 +329,8 @@ export class WsConnection implements MsgTransConnection {
 
   private dropBacklog(): void {
     this.stall?.stop();
-    this.queue.clear();
-    this.held = [];
+    this.queue?.clear();
+    this.held = null;
     this.heldBytes = 0;
   }
 
