@@ -35,6 +35,11 @@ const WRITE_WINDOW = 256 * 1024;
 // progress on what it still has to read.
 const CLOSE_GRACE_MS = 2000;
 
+// Follows the frames of every connection that holds no partial message: a
+// connection takes a tracker of its own only while one is partly in, so an
+// idle connection holds none.
+let cleanFrames = new WsFrameTracker();
+
 /**
  * A msgtrans connection over one WebSocket: one packet per binary message.
  * Ping/pong only keeps liveness: a peer from which nothing at all (not even a
@@ -66,7 +71,10 @@ export class WsConnection implements MsgTransConnection {
   private readonly sendLimit: number;
   private drainWanted = false;
   private watchdog: IncompleteMessageWatchdog | null = null;
+  // a message is partly in: the tracker following it (see cleanFrames)
   private frames: WsFrameTracker | null = null;
+  // drain is listened to once something waited in the socket
+  private drainListening = false;
 
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
@@ -87,7 +95,6 @@ export class WsConnection implements MsgTransConnection {
   ) {
     this.remoteAddress = socket.remoteAddress;
     this.remotePort = socket.remotePort;
-    socket.on('drain', this.onSocketDrain);
     this.sendLimit = Math.max(limits.maxSendBufferSize, socket.writableHighWaterMark);
     // Messages that came with the upgrade response (a welcome push) would be
     // emitted before open() attaches the listener: hold them in the socket.
@@ -123,13 +130,18 @@ export class WsConnection implements MsgTransConnection {
   private watchIncoming(): void {
     const socket = this.socket;
     const timeout = this.limits.incompleteMessageTimeout;
-    if (timeout > 0) this.frames = new WsFrameTracker();
     socket.on('data', (chunk: Buffer) => {
       this.alive = true;
-      const frames = this.frames;
-      if (frames === null || this.isClosed) return;
+      if (timeout <= 0 || this.isClosed) return;
+      const frames = this.frames ?? cleanFrames;
       const completed = frames.push(chunk);
       const pending = frames.pendingBytes;
+      if (pending > 0 && frames === cleanFrames) {
+        this.frames = frames;
+        cleanFrames = new WsFrameTracker();
+      } else if (pending === 0 && this.frames !== null) {
+        this.frames = null;
+      }
       if (pending > 0 || this.watchdog !== null) {
         this.watchdog ??= new IncompleteMessageWatchdog(timeout, (err) => this.close(err));
         this.watchdog.update(pending, completed > 0);
@@ -270,19 +282,24 @@ export class WsConnection implements MsgTransConnection {
    * are only held, or send() only reports a full backlog, above the socket's
    * high-water mark, and then Node always emits drain.
    */
-  private readonly onSocketDrain = (): void => {
+  private onSocketDrain(): void {
     if (this.ws.readyState > 1) return;
     if (this.heldBytes === 0) return this.afterWrite();
     this.sendHeld(WRITE_WINDOW);
     // a graceful close waited for the held messages
     if (this.isClosed && this.heldBytes === 0) this.closeWith(1000, '');
     this.afterWrite();
-  };
+  }
 
   /** Backpressure bookkeeping after anything was handed over or taken. */
   private afterWrite(): void {
     if (this.socket.writableLength > 0 || this.heldBytes > 0) {
-      (this.stall ??= new SendStallWatchdog(this.limits.sendStallTimeout, this, this.onStalled)).arm();
+      (this.stall ??= new SendStallWatchdog(this.limits.sendStallTimeout, this, (error) => this.onStalled(error))).arm();
+      if (!this.drainListening) {
+        // drain follows a write that filled the socket, always on a later tick
+        this.drainListening = true;
+        this.socket.on('drain', () => this.onSocketDrain());
+      }
     }
     const buffered = this.bufferedAmount;
     const limit = this.sendLimit;
@@ -302,13 +319,13 @@ export class WsConnection implements MsgTransConnection {
     }
   }
 
-  private readonly onStalled = (error: Error): void => {
+  private onStalled(error: Error): void {
     if (!this.isClosed) return this.close(error);
     // a graceful close still waiting to hand over held messages
     this.closeError ??= error;
     this.dropBacklog();
     this.ws.terminate();
-  };
+  }
 
   /** @internal heartbeat tick: ping, or drop a peer that sent nothing since the last one. */
   beat(): void {
