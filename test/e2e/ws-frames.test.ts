@@ -19,7 +19,7 @@ import { startMsgTrans, type RunningApp } from '../support/test-app.js';
 const WAIT_MS = 5000;
 
 // payload lengths around every length-encoding boundary (7/16/64 bit) and the copy limit
-const SIZES = [0, 1, 125, 126, 127, 1000, 16383, 16384, 65535, 65536, 70000];
+const SIZES = [0, 1, 63, 64, 67, 125, 126, 127, 1000, 16383, 16384, 65535, 65536, 70000];
 
 interface Frame {
   fin: boolean;

@@ -17,6 +17,10 @@ const KEY_POOL_SIZE = 8 * 1024;
 const keyPool = Buffer.alloc(KEY_POOL_SIZE);
 let keyPoolOffset = KEY_POOL_SIZE;
 
+// Below this a word view costs more than it saves.
+const WORD_MASK_FROM = 64;
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /**
  * Frames a batch of packets as WebSocket binary messages, one final frame per
  * packet, into as few buffers as possible, so that a turn's replies reach the
@@ -94,20 +98,24 @@ function writeHeader(out: Buffer, offset: number, length: number, masked: boolea
 
 /** XORs `length` bytes at `offset` with the 4-byte key at `keyOffset` (RFC 6455 §5.3). */
 function maskInPlace(buf: Buffer, offset: number, length: number, keyOffset: number): void {
-  const k0 = buf[keyOffset];
-  const k1 = buf[keyOffset + 1];
-  const k2 = buf[keyOffset + 2];
-  const k3 = buf[keyOffset + 3];
-  const whole = offset + (length & ~3);
-  let i = offset;
-  for (; i < whole; i += 4) {
-    buf[i] ^= k0;
-    buf[i + 1] ^= k1;
-    buf[i + 2] ^= k2;
-    buf[i + 3] ^= k3;
-  }
   const end = offset + length;
-  if (i < end) buf[i++] ^= k0;
-  if (i < end) buf[i++] ^= k1;
-  if (i < end) buf[i] ^= k2;
+  let i = offset;
+  if (length >= WORD_MASK_FROM && LITTLE_ENDIAN) {
+    // bytes up to a 4-byte boundary, then whole words: a quarter of the steps for large payloads
+    while (((buf.byteOffset + i) & 3) !== 0) {
+      buf[i] ^= buf[keyOffset + ((i - offset) & 3)];
+      i++;
+    }
+    const shift = (i - offset) & 3;
+    const word =
+      buf[keyOffset + (shift & 3)] |
+      (buf[keyOffset + ((shift + 1) & 3)] << 8) |
+      (buf[keyOffset + ((shift + 2) & 3)] << 16) |
+      (buf[keyOffset + ((shift + 3) & 3)] << 24);
+    const words = (end - i) >>> 2;
+    const view = new Int32Array(buf.buffer, buf.byteOffset + i, words);
+    for (let w = 0; w < words; w++) view[w] ^= word;
+    i += words * 4;
+  }
+  for (; i < end; i++) buf[i] ^= buf[keyOffset + ((i - offset) & 3)];
 }
