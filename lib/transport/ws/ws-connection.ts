@@ -102,9 +102,9 @@ export class WsConnection implements MsgTransConnection {
     ws.on('error', (err) => {
       this.closeError ??= asProtocolError(err);
     });
-    // a pong is bytes from the peer: watchIncoming sees it, no pong listener needed
     ws.on('close', () => this.onSocketClose());
-    this.watchIncoming();
+    // a pong is bytes from the peer: onSocketData sees it, no pong listener needed
+    socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
     if (heartbeatInterval > 0) this.leaveHeartbeat = joinHeartbeat(heartbeatInterval, this);
   }
 
@@ -127,26 +127,23 @@ export class WsConnection implements MsgTransConnection {
    * message), and a message that starts but does not finish within
    * incompleteMessageTimeout is dropped, fragments included.
    */
-  private watchIncoming(): void {
-    const socket = this.socket;
+  private onSocketData(chunk: Buffer): void {
+    this.alive = true;
     const timeout = this.limits.incompleteMessageTimeout;
-    socket.on('data', (chunk: Buffer) => {
-      this.alive = true;
-      if (timeout <= 0 || this.isClosed) return;
-      const frames = this.frames ?? cleanFrames;
-      const completed = frames.push(chunk);
-      const pending = frames.pendingBytes;
-      if (pending > 0 && frames === cleanFrames) {
-        this.frames = frames;
-        cleanFrames = new WsFrameTracker();
-      } else if (pending === 0 && this.frames !== null) {
-        this.frames = null;
-      }
-      if (pending > 0 || this.watchdog !== null) {
-        this.watchdog ??= new IncompleteMessageWatchdog(timeout, (err) => this.close(err));
-        this.watchdog.update(pending, completed > 0);
-      }
-    });
+    if (timeout <= 0 || this.isClosed) return;
+    const frames = this.frames ?? cleanFrames;
+    const completed = frames.push(chunk);
+    const pending = frames.pendingBytes;
+    if (pending > 0 && frames === cleanFrames) {
+      this.frames = frames;
+      cleanFrames = new WsFrameTracker();
+    } else if (pending === 0 && this.frames !== null) {
+      this.frames = null;
+    }
+    if (pending > 0 || this.watchdog !== null) {
+      this.watchdog ??= new IncompleteMessageWatchdog(timeout, (err) => this.close(err));
+      this.watchdog.update(pending, completed > 0);
+    }
   }
 
   get bufferedAmount(): number {
