@@ -6,6 +6,7 @@
  * a server rejects unmasked client frames, a client masked server frames.
  */
 import assert from 'node:assert/strict';
+import * as net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { lastValueFrom } from 'rxjs';
 import { WebSocket } from 'ws';
@@ -159,6 +160,33 @@ describe('WebSocket frames between real peers', () => {
       'echo replies',
     );
     replies.forEach((r, i) => assert.equal(r, values[i], `reply ${i} (${values[i].length} chars)`));
+  });
+
+  test('a turn of replies reaches the socket in one write, not one per packet', async () => {
+    const client = new MsgTransClient({ url: running.url, connectTimeout: WAIT_MS, requestTimeout: WAIT_MS });
+    clients.push(client);
+    await lastValueFrom(client.send('echo', 'warm'));
+    const port = Number(new URL(running.url).port);
+    let writes = 0;
+    const write = net.Socket.prototype.write;
+    net.Socket.prototype.write = function (this: net.Socket, ...args: unknown[]) {
+      if (this.localPort === port) writes++;
+      return (write as (...a: unknown[]) => boolean).apply(this, args);
+    } as typeof write;
+    const count = 32;
+    try {
+      const replies = await within(
+        Promise.all(Array.from({ length: count }, (_, i) => lastValueFrom(client.send<number>('echo', i)))),
+        WAIT_MS,
+        'echo replies',
+      );
+      assert.deepEqual(replies, Array.from({ length: count }, (_, i) => i));
+    } finally {
+      net.Socket.prototype.write = write;
+    }
+    // one request write arrives as one chunk or a few: each turn's replies are one write
+    // (ws.send per packet made two socket writes per reply)
+    assert.ok(writes >= 1 && writes <= 4, `${count} replies took ${writes} socket writes`);
   });
 
   test('a raw ws peer reads the server frames of a whole turn, one message per packet', async () => {
