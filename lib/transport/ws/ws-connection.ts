@@ -12,6 +12,7 @@ import { IncompleteMessageWatchdog, SendStallWatchdog } from '../connection-guar
 import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
 import { joinHeartbeat } from '../heartbeat.js';
 import { WriteQueue } from '../write-queue.js';
+import { encodeWsFrames } from './ws-frame-encoder.js';
 import { WsFrameTracker } from './ws-frame-tracker.js';
 
 /** Close code for a text frame: "unsupported data" (RFC 6455 §7.4.1). */
@@ -34,20 +35,31 @@ const WRITE_WINDOW = 256 * 1024;
 // progress on what it still has to read.
 const CLOSE_GRACE_MS = 2000;
 
+// Follows the frames of every connection that holds no partial message: a
+// connection takes a tracker of its own only while one is partly in, so an
+// idle connection holds none.
+let cleanFrames = new WsFrameTracker();
+
 /**
  * A msgtrans connection over one WebSocket: one packet per binary message.
  * Ping/pong only keeps liveness: a peer from which nothing at all (not even a
  * pong) arrived for a whole heartbeat interval after a ping is terminated,
  * and nothing of it reaches the session.
+ *
+ * `ws` reads and answers control frames; the packets of a turn are framed
+ * here (one final binary frame each) and written to the socket in one write.
+ * The socket is the one the connection was upgraded on (the server's
+ * `upgrade` event, the client's `upgrade` response), not a private field of
+ * `ws`. Frames only go out while `ws` is OPEN, so none follows its close frame.
  */
 export class WsConnection implements MsgTransConnection {
   private sink: MsgTransConnectionSink | null = null;
-  private readonly queue = new WriteQueue((items) => this.write(items));
-  private readonly socket: Socket | undefined;
+  // created on the first send: an idle connection holds no queue
+  private queue: WriteQueue | null = null;
   // batches beyond WRITE_WINDOW, oldest first
-  private held: Buffer[] = [];
+  private held: Buffer[] | null = null;
   private heldBytes = 0;
-  // payload bytes handed to ws so far; less what it still holds, about what the OS took
+  // frame bytes written to the socket so far; less what it still holds, about what the OS took
   private handed = 0;
   private stall: SendStallWatchdog | null = null;
   private isClosed = false;
@@ -59,34 +71,40 @@ export class WsConnection implements MsgTransConnection {
   private readonly sendLimit: number;
   private drainWanted = false;
   private watchdog: IncompleteMessageWatchdog | null = null;
+  // a message is partly in: the tracker following it (see cleanFrames)
   private frames: WsFrameTracker | null = null;
+  // drain is listened to once something waited in the socket
+  private drainListening = false;
 
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+
+  /**
+   * @param socket the socket `ws` runs on
+   * @param masked a client's frames are masked (RFC 6455 §5.3), a server's are not
+   */
   constructor(
     private readonly ws: WebSocket,
+    private readonly socket: Socket,
+    private readonly masked: boolean,
     readonly protocol: string,
     private readonly limits: ConnectionLimits,
-    readonly remoteAddress: string | undefined,
-    readonly remotePort: number | undefined,
     heartbeatInterval: number,
     readonly upgradeHeaders?: IncomingHttpHeaders,
     readonly peerCertificate?: X509Certificate,
   ) {
-    // ws offers no public accessor for its socket; cork/uncork, drain and the
-    // incoming bytes are needed from it.
-    this.socket = (ws as unknown as { _socket?: Socket })._socket;
-    this.socket?.on('drain', this.onSocketDrain);
-    this.sendLimit = Math.max(limits.maxSendBufferSize, this.socket?.writableHighWaterMark ?? 0);
+    this.remoteAddress = socket.remoteAddress;
+    this.remotePort = socket.remotePort;
+    this.sendLimit = Math.max(limits.maxSendBufferSize, socket.writableHighWaterMark);
     // Messages that came with the upgrade response (a welcome push) would be
     // emitted before open() attaches the listener: hold them in the socket.
     if (ws.readyState === 1) ws.pause();
     ws.on('error', (err) => {
       this.closeError ??= asProtocolError(err);
     });
-    ws.once('close', () => this.onSocketClose());
-    ws.on('pong', () => {
-      this.alive = true;
-    });
-    this.watchIncoming();
+    ws.on('close', () => this.onSocketClose());
+    // a pong is bytes from the peer: onSocketData sees it, no pong listener needed
+    socket.on('data', (chunk: Buffer) => this.onSocketData(chunk));
     if (heartbeatInterval > 0) this.leaveHeartbeat = joinHeartbeat(heartbeatInterval, this);
   }
 
@@ -109,26 +127,27 @@ export class WsConnection implements MsgTransConnection {
    * message), and a message that starts but does not finish within
    * incompleteMessageTimeout is dropped, fragments included.
    */
-  private watchIncoming(): void {
-    const socket = this.socket;
-    if (!socket) return;
+  private onSocketData(chunk: Buffer): void {
+    this.alive = true;
     const timeout = this.limits.incompleteMessageTimeout;
-    if (timeout > 0) this.frames = new WsFrameTracker();
-    socket.on('data', (chunk: Buffer) => {
-      this.alive = true;
-      const frames = this.frames;
-      if (frames === null || this.isClosed) return;
-      const completed = frames.push(chunk);
-      const pending = frames.pendingBytes;
-      if (pending > 0 || this.watchdog !== null) {
-        this.watchdog ??= new IncompleteMessageWatchdog(timeout, (err) => this.close(err));
-        this.watchdog.update(pending, completed > 0);
-      }
-    });
+    if (timeout <= 0 || this.isClosed) return;
+    const frames = this.frames ?? cleanFrames;
+    const completed = frames.push(chunk);
+    const pending = frames.pendingBytes;
+    if (pending > 0 && frames === cleanFrames) {
+      this.frames = frames;
+      cleanFrames = new WsFrameTracker();
+    } else if (pending === 0 && this.frames !== null) {
+      this.frames = null;
+    }
+    if (pending > 0 || this.watchdog !== null) {
+      this.watchdog ??= new IncompleteMessageWatchdog(timeout, (err) => this.close(err));
+      this.watchdog.update(pending, completed > 0);
+    }
   }
 
   get bufferedAmount(): number {
-    return this.queue.pendingBytes + this.heldBytes + this.ws.bufferedAmount;
+    return (this.queue?.pendingBytes ?? 0) + this.heldBytes + this.socket.writableLength;
   }
 
   /**
@@ -137,11 +156,11 @@ export class WsConnection implements MsgTransConnection {
    * never shows progress.
    */
   get bytesTaken(): number {
-    return this.handed - this.ws.bufferedAmount;
+    return this.handed - this.socket.writableLength;
   }
 
   send(packet: Buffer): boolean {
-    if (!this.isClosed) this.queue.push(packet);
+    if (!this.isClosed) (this.queue ??= new WriteQueue((items) => this.write(items))).push(packet);
     if (this.bufferedAmount < this.sendLimit) return true;
     this.drainWanted = true;
     return false;
@@ -159,7 +178,7 @@ export class WsConnection implements MsgTransConnection {
       this.closeWith(closeCodeFor(error), error.message);
       return;
     }
-    this.queue.flushNow();
+    this.queue?.flushNow();
     // the close frame goes behind the last held message (see onSocketDrain)
     if (this.heldBytes === 0) this.closeWith(1000, '');
   }
@@ -212,9 +231,10 @@ export class WsConnection implements MsgTransConnection {
 
   private write(items: Buffer[]): void {
     if (this.ws.readyState !== 1) return;
-    if (this.heldBytes > 0 || this.ws.bufferedAmount >= WRITE_WINDOW) {
+    if (this.heldBytes > 0 || this.socket.writableLength >= WRITE_WINDOW) {
+      const held = (this.held ??= []);
       for (const item of items) {
-        this.held.push(item);
+        held.push(item);
         this.heldBytes += item.length;
       }
     } else {
@@ -223,29 +243,34 @@ export class WsConnection implements MsgTransConnection {
     this.afterWrite();
   }
 
-  /** Sends the first `count` items. */
+  /** Writes the first `count` items, one frame each, in one write where they fit one buffer. */
   private sendNow(items: Buffer[], count: number): void {
-    // ws writes every frame separately; corking its socket makes a burst one writev.
     const socket = this.socket;
-    socket?.cork();
-    for (let i = 0; i < count; i++) {
-      this.handed += items[i].length;
-      this.ws.send(items[i], { binary: true, compress: false });
+    const chunks = encodeWsFrames(items, 0, count, this.masked);
+    if (chunks.length === 1) {
+      this.handed += chunks[0].length;
+      socket.write(chunks[0]);
+      return;
     }
-    socket?.uncork();
+    socket.cork();
+    for (const chunk of chunks) {
+      this.handed += chunk.length;
+      socket.write(chunk);
+    }
+    socket.uncork();
   }
 
-  /** Hands held messages to ws until `window` bytes wait in it. */
+  /** Writes held messages until `window` bytes wait in the socket. */
   private sendHeld(window: number): void {
-    if (this.heldBytes === 0 || this.ws.readyState !== 1) return;
+    const held = this.held;
+    if (held === null || this.heldBytes === 0 || this.ws.readyState !== 1) return;
     let count = 0;
-    let bytes = this.ws.bufferedAmount;
-    while (count < this.held.length && bytes < window) bytes += this.held[count++].length;
+    let bytes = this.socket.writableLength;
+    while (count < held.length && bytes < window) bytes += held[count++].length;
     if (count === 0) return;
-    const items = count === this.held.length ? this.held : this.held.slice(0, count);
-    this.held = count === this.held.length ? [] : this.held.slice(count);
-    for (const item of items) this.heldBytes -= item.length;
-    this.sendNow(items, count);
+    this.held = count === held.length ? null : held.slice(count);
+    for (let i = 0; i < count; i++) this.heldBytes -= held[i].length;
+    this.sendNow(held, count);
   }
 
   /**
@@ -254,19 +279,24 @@ export class WsConnection implements MsgTransConnection {
    * are only held, or send() only reports a full backlog, above the socket's
    * high-water mark, and then Node always emits drain.
    */
-  private readonly onSocketDrain = (): void => {
+  private onSocketDrain(): void {
     if (this.ws.readyState > 1) return;
     if (this.heldBytes === 0) return this.afterWrite();
     this.sendHeld(WRITE_WINDOW);
     // a graceful close waited for the held messages
     if (this.isClosed && this.heldBytes === 0) this.closeWith(1000, '');
     this.afterWrite();
-  };
+  }
 
   /** Backpressure bookkeeping after anything was handed over or taken. */
   private afterWrite(): void {
-    if (this.ws.bufferedAmount > 0 || this.heldBytes > 0) {
-      (this.stall ??= new SendStallWatchdog(this.limits.sendStallTimeout, this, this.onStalled)).arm();
+    if (this.socket.writableLength > 0 || this.heldBytes > 0) {
+      (this.stall ??= new SendStallWatchdog(this.limits.sendStallTimeout, this, (error) => this.onStalled(error))).arm();
+      if (!this.drainListening) {
+        // drain follows a write that filled the socket, always on a later tick
+        this.drainListening = true;
+        this.socket.on('drain', () => this.onSocketDrain());
+      }
     }
     const buffered = this.bufferedAmount;
     const limit = this.sendLimit;
@@ -286,13 +316,13 @@ export class WsConnection implements MsgTransConnection {
     }
   }
 
-  private readonly onStalled = (error: Error): void => {
+  private onStalled(error: Error): void {
     if (!this.isClosed) return this.close(error);
     // a graceful close still waiting to hand over held messages
     this.closeError ??= error;
     this.dropBacklog();
     this.ws.terminate();
-  };
+  }
 
   /** @internal heartbeat tick: ping, or drop a peer that sent nothing since the last one. */
   beat(): void {
@@ -313,8 +343,8 @@ export class WsConnection implements MsgTransConnection {
 
   private dropBacklog(): void {
     this.stall?.stop();
-    this.queue.clear();
-    this.held = [];
+    this.queue?.clear();
+    this.held = null;
     this.heldBytes = 0;
   }
 

@@ -13,7 +13,8 @@ const FIRST_CONTROL_OPCODE = 0x8;
  * fragments. Only headers are looked at; payload bytes are skipped over.
  */
 export class WsFrameTracker {
-  private readonly header = Buffer.alloc(14);
+  // a header split over two chunks, gathered byte by byte; allocated the first time one is
+  private header: Buffer | null = null;
   private headerFill = 0;
   // payload bytes of the current frame still to come
   private payloadLeft = 0;
@@ -33,37 +34,46 @@ export class WsFrameTracker {
   push(chunk: Buffer): number {
     let completed = 0;
     let offset = 0;
-    while (offset < chunk.length) {
+    const length = chunk.length;
+    while (offset < length) {
       if (this.inPayload) {
-        const take = Math.min(this.payloadLeft, chunk.length - offset);
+        const take = Math.min(this.payloadLeft, length - offset);
         this.payloadLeft -= take;
         offset += take;
         this.messageBytes += take;
         if (this.payloadLeft === 0 && this.endFrame()) completed++;
         continue;
       }
-      this.header[this.headerFill++] = chunk[offset++];
+      // a whole header in this chunk is read in place (the common case)
+      if (this.headerFill === 0 && offset + 1 < length) {
+        const size = headerLength(chunk[offset + 1]);
+        if (offset + size <= length) {
+          this.startFrame(chunk, offset);
+          offset += size;
+          this.messageBytes += size;
+          if (this.payloadLeft === 0 && this.endFrame()) completed++;
+          continue;
+        }
+      }
+      const header = (this.header ??= Buffer.allocUnsafe(14));
+      header[this.headerFill++] = chunk[offset++];
       this.messageBytes++;
-      if (this.headerFill < 2 || this.headerFill < this.headerLength()) continue;
-      this.startFrame();
+      if (this.headerFill < 2 || this.headerFill < headerLength(header[1])) continue;
+      this.headerFill = 0;
+      this.startFrame(header, 0);
       if (this.payloadLeft === 0 && this.endFrame()) completed++;
     }
     return completed;
   }
 
-  private headerLength(): number {
-    const len = this.header[1] & LENGTH;
-    return 2 + (len === 126 ? 2 : len === 127 ? 8 : 0) + (this.header[1] & MASK ? 4 : 0);
-  }
-
-  private startFrame(): void {
-    const h = this.header;
-    const len = h[1] & LENGTH;
+  /** Starts the frame whose header begins at `at`. */
+  private startFrame(h: Buffer, at: number): void {
+    const len = h[at + 1] & LENGTH;
     // above 2^53 ws rejects the frame and closes; a double is exact up to there
-    this.payloadLeft = len === 126 ? h.readUInt16BE(2) : len === 127 ? h.readUInt32BE(2) * 2 ** 32 + h.readUInt32BE(6) : len;
-    this.frameIsData = (h[0] & OPCODE) < FIRST_CONTROL_OPCODE;
-    this.frameIsFinal = (h[0] & FIN) !== 0;
-    this.headerFill = 0;
+    this.payloadLeft =
+      len === 126 ? h.readUInt16BE(at + 2) : len === 127 ? h.readUInt32BE(at + 2) * 2 ** 32 + h.readUInt32BE(at + 6) : len;
+    this.frameIsData = (h[at] & OPCODE) < FIRST_CONTROL_OPCODE;
+    this.frameIsFinal = (h[at] & FIN) !== 0;
     this.inPayload = true;
   }
 
@@ -79,4 +89,10 @@ export class WsFrameTracker {
     this.messageBytes = 0;
     return true;
   }
+}
+
+/** Header size from its second byte (MASK bit and 7-bit length). */
+function headerLength(second: number): number {
+  const len = second & LENGTH;
+  return 2 + (len === 126 ? 2 : len === 127 ? 8 : 0) + (second & MASK ? 4 : 0);
 }

@@ -54,16 +54,7 @@ export class WsListener implements MsgTransListener {
       this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
         const peerCertificate = (req.socket as TLSSocket).getPeerX509Certificate?.() ?? undefined;
         onConnection(
-          new WsConnection(
-            ws,
-            this.protocol,
-            this.limits,
-            req.socket.remoteAddress,
-            req.socket.remotePort,
-            this.heartbeatInterval,
-            req.headers,
-            peerCertificate,
-          ),
+          new WsConnection(ws, socket, false, this.protocol, this.limits, this.heartbeatInterval, req.headers, peerCertificate),
         );
       });
     };
@@ -115,6 +106,8 @@ export class WsListener implements MsgTransListener {
       maxPayload: this.limits.maxPacketSize,
       // payloads carry their own compression flag; permessage-deflate would compress twice
       perMessageDeflate: false,
+      // the session tracks its connections: a second set of every socket only costs memory
+      clientTracking: false,
     });
   }
 

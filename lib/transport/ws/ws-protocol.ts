@@ -42,6 +42,11 @@ export class WsProtocol implements MsgTransProtocol {
       // passed through to tls.connect; SNI must not be an IP address (RFC 6066)
       ...({ servername: t.servername ?? (net.isIP(endpoint.host) ? '' : endpoint.host) } as object),
     });
+    // the socket of the upgrade response is the one ws then runs on (its own field for it is private)
+    let socket: net.Socket | undefined;
+    ws.once('upgrade', (res) => {
+      socket = res.socket as net.Socket;
+    });
     return new Promise((resolve, reject) => {
       const fail = (err: Error) => {
         ws.off('open', onOpen);
@@ -51,10 +56,7 @@ export class WsProtocol implements MsgTransProtocol {
       const onOpen = () => {
         ws.off('error', fail);
         ws.off('unexpected-response', onUnexpected);
-        const socket = (ws as unknown as { _socket?: net.Socket })._socket;
-        resolve(
-          new WsConnection(ws, endpoint.protocol, context.limits, socket?.remoteAddress, socket?.remotePort, context.heartbeatInterval),
-        );
+        resolve(new WsConnection(ws, socket!, true, endpoint.protocol, context.limits, context.heartbeatInterval));
       };
       const onUnexpected = (_req: unknown, res: { statusCode?: number }) => fail(new Error(`upgrade refused with HTTP ${res.statusCode}`));
       ws.once('open', onOpen);
