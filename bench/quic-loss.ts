@@ -20,6 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDevCertificates } from '../sample/dev-certs.js';
 import { VARIANT_LABEL, median, type BenchCerts, type Variant } from './common.js';
+import { MSGTRANS_DEFAULTS } from '../lib/constants.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const LOSSES = [0, 1, 5];
@@ -172,7 +173,7 @@ export async function runLossBench(options: LossOptions): Promise<string[]> {
   }
   return [
     ...head,
-    `In a network namespace of the benchmark's own, over its loopback, nftables drops each packet with the given probability (\`numgen random mod 100 < N drop\` on the output hook, so both directions). Connections are set up without loss; then closed loops of ${options.quick ? 1 : 4} s (after a warm-up) at 1 and 100 requests in flight (64-character strings) and at 4 in flight with 1 MiB strings (JSON on every variant). Median of ${reps} run(s); QUIC at its default datagram size (1350 bytes). Loopback MTU is 64 KiB, so TCP segments are large and few: a lost one costs TCP at least its 200 ms minimum retransmission timeout.`,
+    `In a network namespace of the benchmark's own, over its loopback, nftables drops each packet with the given probability (\`numgen random mod 100 < N drop\` on the output hook, so both directions). Connections are set up without loss; then closed loops of ${options.quick ? 1 : 4} s (after a warm-up) at 1 and 100 requests in flight (64-character strings) and at 4 in flight with 1 MiB strings (JSON on every variant). Median of ${reps} run(s); QUIC at its default size for ends on one host (loopbackDatagramSize, ${MSGTRANS_DEFAULTS.quic.loopbackDatagramSize} bytes; ${MSGTRANS_DEFAULTS.quic.maxDatagramSize} toward other hosts). Loopback MTU is 64 KiB, so TCP segments and QUIC datagrams are large and few: a lost one costs TCP at least its 200 ms minimum retransmission timeout.`,
     '',
     ...rows,
     '',

@@ -72,6 +72,8 @@ export const MSGTRANS_DEFAULTS = {
     retry: true,
     /** Server: ms a client has to finish the handshake and open its stream. */
     handshakeTimeout: 10_000,
+    /** Largest UDP payload toward this host (loopback address): its 64 KiB MTU never fragments. */
+    loopbackDatagramSize: 65527,
   },
 } as const;
 

@@ -16,6 +16,11 @@ export interface QuicTransportSettings {
   idleTimeout: number;
 }
 
+/** An address of this host (127.0.0.0/8, ::1): its datagrams never cross a link with a smaller MTU. */
+export function isLoopbackAddress(address: string): boolean {
+  return address === '::1' || /^(::ffff:)?127\./i.test(address);
+}
+
 // Credit granted up front; quiche's autotuning may grow it up to the maxima.
 const INITIAL_STREAM_WINDOW = 2 * 1024 * 1024;
 const INITIAL_CONNECTION_WINDOW = 4 * 1024 * 1024;

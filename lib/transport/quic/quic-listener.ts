@@ -10,7 +10,7 @@ import type {
 } from '../msgtrans-connection.interface.js';
 import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
 import type { MsgTransTlsOptions } from '../tls-options.interface.js';
-import { serverQuicheConfig, type QuicTransportSettings } from './quic-config.js';
+import { isLoopbackAddress, serverQuicheConfig, type QuicTransportSettings } from './quic-config.js';
 import { QUIC_CLOSE_LINGER, QuicConnection, type QuicConnectionOwner } from './quic-connection.js';
 import { quiche, type QuicheConfig } from './quic-native.js';
 import { literalLookup, QuicUdpSocket } from './quic-udp-socket.js';
@@ -28,6 +28,8 @@ const RESET_MAX = 43;
 export interface QuicListenerSettings extends QuicTransportSettings {
   heartbeatInterval: number;
   handshakeTimeout: number;
+  /** Replaces maxDatagramSize when listening on a loopback address. */
+  loopbackDatagramSize: number;
   /** Validate client addresses with a Retry before keeping any state. */
   retry: boolean;
   /** Secret for stateless-reset tokens and Retry tokens; stable across restarts. */
@@ -69,8 +71,10 @@ export class QuicListener implements MsgTransListener, QuicConnectionOwner {
     this.onConnection = onConnection;
     // a listener may serve again after close() (MsgTransServer#listen after #close)
     this.closing = false;
-    this.config = serverQuicheConfig(this.tls, this.settings);
     const host = isIP(this.endpoint.host) ? this.endpoint.host : (await lookup(this.endpoint.host)).address;
+    // only a loopback listener knows every peer is on this host; elsewhere a peer's own size is not trusted
+    const datagram = isLoopbackAddress(host) ? this.settings.loopbackDatagramSize : this.settings.maxDatagramSize;
+    this.config = serverQuicheConfig(this.tls, { ...this.settings, maxDatagramSize: datagram });
     const socket = dgram.createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4', lookup: literalLookup as never });
     await new Promise<void>((resolve, reject) => {
       socket.once('error', (err: NodeJS.ErrnoException) => {
@@ -85,7 +89,7 @@ export class QuicListener implements MsgTransListener, QuicConnectionOwner {
     });
     socket.removeAllListeners('error');
     socket.on('error', onError);
-    const io = new QuicUdpSocket(socket, this.settings.maxDatagramSize);
+    const io = new QuicUdpSocket(socket, datagram);
     io.raiseBuffers();
     this.io = io;
     const bound = socket.address();

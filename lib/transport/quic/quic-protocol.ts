@@ -13,7 +13,7 @@ import type {
   MsgTransProtocol,
 } from '../msgtrans-protocol.interface.js';
 import type { MsgTransTlsOptions } from '../tls-options.interface.js';
-import { clientQuicheConfig, type QuicTransportSettings } from './quic-config.js';
+import { clientQuicheConfig, isLoopbackAddress, type QuicTransportSettings } from './quic-config.js';
 import { QuicConnection } from './quic-connection.js';
 import { QuicConnectionError } from './quic-connection-error.js';
 import { QuicListener } from './quic-listener.js';
@@ -66,10 +66,25 @@ export interface QuicProtocolOptions {
   statelessResetKey?: Buffer | string;
   /** Server: ms a client has to complete the handshake and open its stream. Default 10,000. */
   handshakeTimeout?: number;
+  /**
+   * Largest UDP payload, 1200 to 65527, used instead of `maxDatagramSize`
+   * when both ends are on this host: a client dialling a loopback address
+   * (127.0.0.0/8, ::1), a server listening on one. Loopback has a 64 KiB
+   * MTU, so nothing is fragmented, and each datagram costs a system call
+   * and a pass through quiche whatever its size: large ones carry the same
+   * bytes with far fewer. Default 65527; set it to `maxDatagramSize` to use
+   * one size everywhere.
+   */
+  loopbackDatagramSize?: number;
 }
 
 function invalid(message: string): MsgTransConfigError {
   return new MsgTransConfigError(MsgTransErrorCode.INVALID_OPTION, message);
+}
+
+function datagramSize(name: string, size: number): number {
+  if (!Number.isInteger(size) || size < 1200 || size > 65527) throw invalid(`quic ${name} must be an integer from 1200 to 65527, got ${size}`);
+  return size;
 }
 
 /**
@@ -80,18 +95,25 @@ function invalid(message: string): MsgTransConfigError {
 export class QuicProtocol implements MsgTransProtocol {
   readonly schemes = ['quic'] as const;
   private readonly options: Required<Omit<QuicProtocolOptions, 'statelessResetKey'>> & { statelessResetKey?: Buffer };
-  private readonly clientConfigs = new WeakMap<MsgTransTlsOptions, Map<number, QuicheConfig>>();
+  private readonly clientConfigs = new WeakMap<MsgTransTlsOptions, Map<string, QuicheConfig>>();
 
   constructor(options: QuicProtocolOptions = {}) {
-    const size = options.maxDatagramSize ?? QUIC_DEFAULTS.maxDatagramSize;
-    if (!Number.isInteger(size) || size < 1200 || size > 65527) throw invalid(`quic maxDatagramSize must be an integer from 1200 to 65527, got ${size}`);
+    const size = datagramSize('maxDatagramSize', options.maxDatagramSize ?? QUIC_DEFAULTS.maxDatagramSize);
+    const loopbackSize = datagramSize('loopbackDatagramSize', options.loopbackDatagramSize ?? QUIC_DEFAULTS.loopbackDatagramSize);
     const handshakeTimeout = options.handshakeTimeout ?? QUIC_DEFAULTS.handshakeTimeout;
     if (!Number.isInteger(handshakeTimeout) || handshakeTimeout < 0) throw invalid(`quic handshakeTimeout must be an integer >= 0, got ${handshakeTimeout}`);
     const alpn = options.alpn ?? QUIC_DEFAULTS.alpn;
     if (typeof alpn !== 'string' || alpn.length === 0 || Buffer.byteLength(alpn) > 255) throw invalid('quic alpn must be a string of 1 to 255 bytes');
     const key = options.statelessResetKey === undefined ? undefined : Buffer.from(options.statelessResetKey);
     if (key !== undefined && key.length < 16) throw invalid('quic statelessResetKey must be at least 16 bytes');
-    this.options = { alpn, maxDatagramSize: size, retry: options.retry ?? QUIC_DEFAULTS.retry, handshakeTimeout, statelessResetKey: key };
+    this.options = {
+      alpn,
+      maxDatagramSize: size,
+      retry: options.retry ?? QUIC_DEFAULTS.retry,
+      handshakeTimeout,
+      statelessResetKey: key,
+      loopbackDatagramSize: loopbackSize,
+    };
   }
 
   createListener(endpoint: MsgTransEndpoint, context: MsgTransListenContext): MsgTransListener {
@@ -108,6 +130,7 @@ export class QuicProtocol implements MsgTransProtocol {
       ...this.settings(context.heartbeatInterval),
       heartbeatInterval: context.heartbeatInterval,
       handshakeTimeout: this.options.handshakeTimeout,
+      loopbackDatagramSize: this.options.loopbackDatagramSize,
       retry: this.options.retry,
       statelessResetKey: resetKey,
       // counted from the first packet; the slack lets the server refuse the next few with a reason
@@ -129,7 +152,8 @@ export class QuicProtocol implements MsgTransProtocol {
         throw failed(`cannot resolve ${endpoint.host} (${(err as Error).message})`, err);
       }
     }
-    const config = this.clientConfig(tls, context.heartbeatInterval);
+    const datagram = isLoopbackAddress(address) ? this.options.loopbackDatagramSize : this.options.maxDatagramSize;
+    const config = this.clientConfig(tls, context.heartbeatInterval, datagram);
     const socket = dgram.createSocket(isIP(address) === 6 ? 'udp6' : 'udp4');
     try {
       await new Promise<void>((resolve, reject) => {
@@ -141,7 +165,7 @@ export class QuicProtocol implements MsgTransProtocol {
       throw failed((err as Error).message, err);
     }
     socket.removeAllListeners('error');
-    const io = new QuicUdpSocket(socket, this.options.maxDatagramSize);
+    const io = new QuicUdpSocket(socket, datagram);
     io.raiseBuffers();
     const bound = socket.address();
     const local = { host: bound.address, port: bound.port };
@@ -215,21 +239,22 @@ export class QuicProtocol implements MsgTransProtocol {
     });
   }
 
-  private settings(heartbeatInterval: number): QuicTransportSettings {
+  private settings(heartbeatInterval: number, maxDatagramSize = this.options.maxDatagramSize): QuicTransportSettings {
     return {
       alpn: this.options.alpn,
-      maxDatagramSize: this.options.maxDatagramSize,
+      maxDatagramSize,
       // keep-alive PINGs every interval; two silent intervals mean the peer is gone
       idleTimeout: heartbeatInterval > 0 ? heartbeatInterval * 2 : 0,
     };
   }
 
   /** One BoringSSL context per TLS options object: building one parses the whole CA bundle. */
-  private clientConfig(tls: MsgTransTlsOptions, heartbeatInterval: number): QuicheConfig {
-    let byInterval = this.clientConfigs.get(tls);
-    if (!byInterval) this.clientConfigs.set(tls, (byInterval = new Map()));
-    let config = byInterval.get(heartbeatInterval);
-    if (!config) byInterval.set(heartbeatInterval, (config = clientQuicheConfig(tls, this.settings(heartbeatInterval))));
+  private clientConfig(tls: MsgTransTlsOptions, heartbeatInterval: number, maxDatagramSize: number): QuicheConfig {
+    let bySettings = this.clientConfigs.get(tls);
+    if (!bySettings) this.clientConfigs.set(tls, (bySettings = new Map()));
+    const key = `${heartbeatInterval}/${maxDatagramSize}`;
+    let config = bySettings.get(key);
+    if (!config) bySettings.set(key, (config = clientQuicheConfig(tls, this.settings(heartbeatInterval, maxDatagramSize))));
     return config;
   }
 }

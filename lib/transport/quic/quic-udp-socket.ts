@@ -8,8 +8,9 @@ export interface QuicFlushable {
 }
 
 const PROBE_DATAGRAM = Buffer.from([0]);
-// Room for this many full datagrams before a send pass wraps around.
-const SLAB_DATAGRAMS = 64;
+// Room for this many bytes, and at least 4 full datagrams, before a send pass
+// wraps around (64 full loopback datagrams would take 4 MiB per socket).
+const SLAB_BYTES = 96 * 1024;
 // UDP socket buffers: the kernel default (~208 KiB) overflows on one 1 MiB burst.
 export const QUIC_SOCKET_BUFFER = 4 * 1024 * 1024;
 
@@ -36,7 +37,7 @@ export class QuicUdpSocket {
     readonly socket: dgram.Socket,
     readonly maxDatagramSize: number,
   ) {
-    this.slab = Buffer.allocUnsafe(maxDatagramSize * SLAB_DATAGRAMS);
+    this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, 4 * maxDatagramSize));
   }
 
   /** Raises the socket buffers; a kernel that refuses keeps its defaults. */
