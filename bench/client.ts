@@ -3,7 +3,7 @@
  * one connection to that variant's server.
  *
  * IPC:
- *   init {port, url, certs?}                       connect and check that echo echoes
+ *   init {port, url, certs?, quicDatagram?}        connect and check that echo echoes
  *   rr {inflight, warmupMs, durationMs, payload?}  fixed-duration closed loop (payload small,
  *                                                  big or bigbuf): `inflight`
  *                                                  requests always outstanding → rate, p50, p99
@@ -16,7 +16,7 @@ import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { ClientTCP, type ClientProxy } from '@nestjs/microservices';
 import { lastValueFrom } from 'rxjs';
-import { MsgTransClient } from '../lib/index.js';
+import { MsgTransClient, QuicProtocol } from '../lib/index.js';
 import {
   BatchWriter,
   F_CODEC,
@@ -340,7 +340,7 @@ async function eventRun(client: LoadClient, count: number, timeoutMs: number): P
   return { complete: true, arrived, seconds, sendSeconds: (sentAt - start) / 1000, rate: count / seconds };
 }
 
-async function connect(variant: string, port: number, url: string, certs: BenchCerts | undefined): Promise<LoadClient> {
+async function connect(variant: string, port: number, url: string, certs: BenchCerts | undefined, quicDatagram: number | undefined): Promise<LoadClient> {
   switch (variant) {
     case 'nest-tcp': {
       const client = new ClientTCP({ host: '127.0.0.1', port });
@@ -350,7 +350,11 @@ async function connect(variant: string, port: number, url: string, certs: BenchC
     case 'raw':
       return RawLoadClient.connect(port);
     default: {
-      const client = new MsgTransClient({ url, ...(variant === 'mt-quic' ? { tls: { ca: certs!.ca } } : {}) });
+      const client = new MsgTransClient({
+        url,
+        ...(variant === 'mt-quic' ? { tls: { ca: certs!.ca } } : {}),
+        ...(variant === 'mt-quic' && quicDatagram !== undefined ? { protocols: [new QuicProtocol({ loopbackDatagramSize: quicDatagram })] } : {}),
+      });
       await client.connect();
       return new ProxyLoadClient(client);
     }
@@ -367,7 +371,13 @@ let client: LoadClient | null = null;
 serveIpc(async (request) => {
   switch (request.cmd) {
     case 'init': {
-      client = await connect(variant, request.port as number, request.url as string, request.certs as BenchCerts | undefined);
+      client = await connect(
+        variant,
+        request.port as number,
+        request.url as string,
+        request.certs as BenchCerts | undefined,
+        request.quicDatagram as number | undefined,
+      );
       const checked = [];
       for (const kind of ['small', 'big', 'bigbuf'] as const) checked.push(await client.check(kind));
       return { checked, pid: process.pid };

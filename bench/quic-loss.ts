@@ -96,8 +96,10 @@ async function measure(ns: string, variant: Variant, options: LossOptions, loss:
   try {
     // connect and check payloads without loss: the rows measure steady state
     setLoss(ns, 0);
-    const ready = await server.call('init', { certs: options.certs }, 30_000);
-    await client.call('init', { port: ready.port, url: ready.url, certs: options.certs }, 60_000);
+    // QUIC at the datagram size of a real path (the namespace's loopback would allow 64 KiB ones): loss is about real paths
+    const quicDatagram = MSGTRANS_DEFAULTS.quic.maxDatagramSize;
+    const ready = await server.call('init', { certs: options.certs, quicDatagram }, 30_000);
+    await client.call('init', { port: ready.port, url: ready.url, certs: options.certs, quicDatagram }, 60_000);
     setLoss(ns, loss);
     const cells: Record<string, Cell> = {};
     for (const [key, inflight, payload] of [
@@ -173,7 +175,7 @@ export async function runLossBench(options: LossOptions): Promise<string[]> {
   }
   return [
     ...head,
-    `In a network namespace of the benchmark's own, over its loopback, nftables drops each packet with the given probability (\`numgen random mod 100 < N drop\` on the output hook, so both directions). Connections are set up without loss; then closed loops of ${options.quick ? 1 : 4} s (after a warm-up) at 1 and 100 requests in flight (64-character strings) and at 4 in flight with 1 MiB strings (JSON on every variant). Median of ${reps} run(s); QUIC at its default size for ends on one host (loopbackDatagramSize, ${MSGTRANS_DEFAULTS.quic.loopbackDatagramSize} bytes; ${MSGTRANS_DEFAULTS.quic.maxDatagramSize} toward other hosts). Loopback MTU is 64 KiB, so TCP segments and QUIC datagrams are large and few: a lost one costs TCP at least its 200 ms minimum retransmission timeout.`,
+    `In a network namespace of the benchmark's own, over its loopback, nftables drops each packet with the given probability (\`numgen random mod 100 < N drop\` on the output hook, so both directions). Connections are set up without loss; then closed loops of ${options.quick ? 1 : 4} s (after a warm-up) at 1 and 100 requests in flight (64-character strings) and at 4 in flight with 1 MiB strings (JSON on every variant). Median of ${reps} run(s); QUIC at ${MSGTRANS_DEFAULTS.quic.maxDatagramSize}-byte datagrams (maxDatagramSize, its size toward other hosts; on one host it would use ${MSGTRANS_DEFAULTS.quic.loopbackDatagramSize}). Loopback MTU is 64 KiB, so TCP segments are large and few: a lost one costs TCP at least its 200 ms minimum retransmission timeout.`,
     '',
     ...rows,
     '',

@@ -28,6 +28,7 @@ import * as os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDevCertificates } from '../sample/dev-certs.js';
+import { MSGTRANS_DEFAULTS } from '../lib/constants.js';
 import {
   VARIANTS,
   VARIANT_LABEL,
@@ -178,12 +179,24 @@ interface Pair {
   client: Child;
 }
 
-async function startPair(variant: Variant, certs: BenchCerts, serverExecArgv: string[] = [], clientExecArgv: string[] = []): Promise<Pair> {
+// QUIC is measured at the datagram size a real network path gets (maxDatagramSize, 1350),
+// not at the larger one the library picks when both ends are on one host
+// (loopbackDatagramSize): the QUIC targets are about the former. The 1 MiB
+// figure at the loopback default is measured once more beside it.
+const QUIC_DATAGRAM = MSGTRANS_DEFAULTS.quic.maxDatagramSize;
+
+async function startPair(
+  variant: Variant,
+  certs: BenchCerts,
+  serverExecArgv: string[] = [],
+  clientExecArgv: string[] = [],
+  quicDatagram: number | undefined = QUIC_DATAGRAM,
+): Promise<Pair> {
   const server = launch('server.js', [variant], { execArgv: serverExecArgv });
   const client = launch('client.js', [variant], { execArgv: clientExecArgv });
   try {
-    const ready = await server.call('init', { certs }, 20_000);
-    await client.call('init', { port: ready.port, url: ready.url, certs }, 20_000);
+    const ready = await server.call('init', { certs, quicDatagram }, 20_000);
+    await client.call('init', { port: ready.port, url: ready.url, certs, quicDatagram }, 20_000);
     return { variant, server, client };
   } catch (err) {
     await Promise.all([server.stop(500), client.stop(500)]);
@@ -285,6 +298,35 @@ async function runThroughput(certs: BenchCerts): Promise<void> {
   }
   // nothing to save (no profile in a suite run): no graceful shutdown
   await Promise.all(pairs.flatMap((p) => [p.client.kill(), p.server.kill()]));
+  if (MEASURES.has('big') && SELECTED.includes('mt-quic')) await runQuicLoopbackBig(certs);
+}
+
+/** 1 MiB strings over QUIC at the library's default for ends on one host (loopbackDatagramSize), after the interleaved cells. */
+async function runQuicLoopbackBig(certs: BenchCerts): Promise<void> {
+  let pair: Pair;
+  try {
+    pair = await startPair('mt-quic', certs, [], [], undefined);
+  } catch (err) {
+    log(`QUIC at the loopback datagram size failed to start: ${(err as Error).message}`);
+    return;
+  }
+  try {
+    await pair.client.call('rr', { inflight: 2, warmupMs: 0, durationMs: CONFIG.warmAllMs / 2, payload: 'big' }, CONFIG.warmAllMs + 60_000);
+    for (let rep = 1; rep <= REPS; rep++) {
+      const r = await pair.client.call(
+        'rr',
+        { inflight: CONFIG.bigInflight, warmupMs: CONFIG.bigWarmupMs, durationMs: CONFIG.bigDurationMs, payload: 'big' },
+        CONFIG.bigWarmupMs + CONFIG.bigDurationMs + 60_000,
+      );
+      const mbps = ((r.rate as number) * 1024 * 1024) / 1e6;
+      record('bigloop.rate', 'mt-quic', mbps);
+      log(`1 MiB string @${CONFIG.bigInflight} QUIC at ${MSGTRANS_DEFAULTS.quic.loopbackDatagramSize}-byte datagrams: ${mbps.toFixed(1)} MB/s`);
+    }
+  } catch (err) {
+    log(`QUIC at the loopback datagram size: ${(err as Error).message.split('\n')[0]}`);
+  } finally {
+    await Promise.all([pair.client.kill(), pair.server.kill()]);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -412,6 +454,12 @@ function rows(): Row[] {
     });
     list.push({ measure: `${payload}.p50`, label: `1 MiB ${what} echo p50 (lower is better)`, format: fmtMs, ratios: true });
   }
+  list.push({
+    measure: 'bigloop.rate',
+    label: `1 MiB string echo, QUIC at ${fmtInt(MSGTRANS_DEFAULTS.quic.loopbackDatagramSize)}-byte datagrams (its default when both ends are on one host), MB/s`,
+    format: (v) => `${v.toFixed(1)} MB/s`,
+    ratios: false,
+  });
   list.push({ measure: 'idle.held', label: 'idle connections held', format: fmtInt, ratios: false });
   list.push({ measure: 'idle.rss', label: 'idle RSS per connection (lower is better)', format: (v) => `${v.toFixed(2)} KiB`, ratios: true });
   list.push({ measure: 'idle.heap', label: 'idle heap per connection (lower is better)', format: (v) => `${v.toFixed(2)} KiB`, ratios: true });
@@ -502,7 +550,16 @@ function targets(): string[] {
     check('QUIC @1 p50 ≤ 0.25 ms', have(p50) ? p50 <= 0.25 : undefined, fmtMs(p50));
     check('QUIC @1 p99 ≤ 1 ms', have(p99) ? p99 <= 1 : undefined, fmtMs(p99));
   }
-  atLeast('QUIC 1 MiB ≥ 0.5× Nest TCP MB/s (string payload on both)', 'big.rate', 'mt-quic', 0.5, (v) => `${v.toFixed(1)} MB/s`);
+  atLeast(`QUIC 1 MiB ≥ 0.5× Nest TCP MB/s (string payload on both, ${QUIC_DATAGRAM}-byte datagrams)`, 'big.rate', 'mt-quic', 0.5, (v) => `${v.toFixed(1)} MB/s`);
+  {
+    const v = value('bigloop.rate', 'mt-quic');
+    const nest = value('big.rate', 'nest-tcp');
+    if (have(v, nest)) {
+      out.push(
+        `(info)    1 MiB QUIC at ${MSGTRANS_DEFAULTS.quic.loopbackDatagramSize}-byte datagrams (loopbackDatagramSize, the default between ends on one host): ${times(v, nest)} Nest TCP (${v.toFixed(1)} vs ${nest.toFixed(1)} MB/s)`,
+      );
+    }
+  }
   {
     const v = value('idle.rss', 'mt-quic');
     check('QUIC idle RSS/conn ≤ 20 KiB', have(v) ? v <= 20 : undefined, `${v.toFixed(2)} KiB`);
@@ -670,6 +727,7 @@ async function main(): Promise<void> {
   const method = [
     `Server and client are separate processes on 127.0.0.1; one client connection per variant; payloads are a 64-character string (1 MiB rows: a 1 MiB string, JSON on every Nest variant, and a 1 MiB Buffer, raw bytes on msgtrans but a JSON array of numbers on Nest TCP), echoed by a Nest @MessagePattern('echo') handler (raw: echoed by node:net, no Nest). Before measuring, every pair runs a warm-up of each measure.`,
     `req/resp: fixed-duration closed loop (${CONFIG.rrWarmupMs} ms warm-up, ${CONFIG.rrDurationMs} ms measured) keeping N requests outstanding. events: ${fmtInt(CONFIG.events)} emits, then count.get polled until all arrived. 1 MiB: closed loop at ${CONFIG.bigInflight} in flight; MB/s = echoed payload bytes per second, one way (10^6 bytes). idle: server RSS/heap after GC, before and after ${fmtInt(CONFIG.idle)} idle connections (QUIC: ${fmtInt(CONFIG.idleQuic)}: each QUIC client has its own UDP socket and handshake), divided by the connections the server held. idle at scale (once, not repeated): one server asked to hold ${fmtInt(CONFIG.idleScale)} idle connections opened by several client processes at once from source addresses of their own (127.0.N.M), each process's open-file limit raised to its hard limit at most (no sysctl changed); time from the first connect until the server counted them all; RSS/heap growth after GC per connection; then ${fmtInt(CONFIG.idleScaleProbeMs)} ms of sequential requests (1 in flight) from a further client connection.`,
+    `QUIC runs at ${QUIC_DATAGRAM}-byte datagrams (maxDatagramSize, what a real network path gets), not at the ${fmtInt(MSGTRANS_DEFAULTS.quic.loopbackDatagramSize)} bytes the library uses by default when both ends are on one host (loopbackDatagramSize); the 1 MiB string echo at that size is one extra row, measured after the interleaved cells.`,
     `Variants interleaved (A B C … then B C … A …, rotated each run), after waiting for the benchmark processes to go idle; each value is the median of ${REPS} run(s) (idle: ${IDLE_REPS}); ratios are to Nest TCP and to raw node:net from the same run (for latency and memory, lower is better).`,
   ];
   const report = [table(), '', 'targets:', ...targets()].join('\n');

@@ -10,7 +10,7 @@
  * The Nest variants share one controller: `echo` returns its input, the
  * `count` event increments a counter, `count.get` reads it.
  *
- * IPC: init {certs?, maxConnections?} → {port, url, fdLimit}; mem {gc?} → memory and connections held;
+ * IPC: init {certs?, maxConnections?, quicDatagram?} → {port, url, fdLimit}; mem {gc?} → memory and connections held;
  * snapshot {file} → a V8 heap snapshot written to `file` after GC (needs --expose-gc to collect first); exit.
  */
 import 'reflect-metadata';
@@ -19,7 +19,7 @@ import { writeHeapSnapshot } from 'node:v8';
 import { Controller, Module, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EventPattern, MessagePattern, Payload, Transport } from '@nestjs/microservices';
-import { MsgTransServer } from '../lib/index.js';
+import { MsgTransServer, QuicProtocol } from '../lib/index.js';
 import {
   BatchWriter,
   F_CODEC,
@@ -85,7 +85,12 @@ async function startNestTcp(): Promise<Running> {
   };
 }
 
-async function startMsgTrans(variant: Variant, certs: BenchCerts | undefined, maxConnections: number | undefined): Promise<Running> {
+async function startMsgTrans(
+  variant: Variant,
+  certs: BenchCerts | undefined,
+  maxConnections: number | undefined,
+  quicDatagram: number | undefined,
+): Promise<Running> {
   const listen = { 'mt-tcp': 'tcp://127.0.0.1:0', 'mt-ws': 'ws://127.0.0.1:0/', 'mt-quic': 'quic://127.0.0.1:0' }[
     variant as 'mt-tcp' | 'mt-ws' | 'mt-quic'
   ];
@@ -93,6 +98,7 @@ async function startMsgTrans(variant: Variant, certs: BenchCerts | undefined, ma
     listen,
     ...(maxConnections !== undefined ? { maxConnections } : {}),
     ...(variant === 'mt-quic' ? { tls: { key: certs!.serverKey, cert: certs!.serverCert } } : {}),
+    ...(variant === 'mt-quic' && quicDatagram !== undefined ? { protocols: [new QuicProtocol({ loopbackDatagramSize: quicDatagram })] } : {}),
   });
   const app = await NestFactory.createMicroservice(BenchModule, { strategy, logger: false });
   await app.listen();
@@ -177,7 +183,7 @@ serveIpc(async (request) => {
           ? await startNestTcp()
           : variant === 'raw'
             ? await startRaw()
-            : await startMsgTrans(variant, certs, maxConnections);
+            : await startMsgTrans(variant, certs, maxConnections, request.quicDatagram as number | undefined);
       return { port: running.port, url: running.url, fdLimit: openFileLimit() ?? null, pid: process.pid };
     }
     case 'mem': {
