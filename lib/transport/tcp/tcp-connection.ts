@@ -19,6 +19,8 @@ const WRITE_WINDOW = 256 * 1024;
 // How long a graceful close waits for the peer to take its bytes (without
 // progress) before destroying the socket.
 const END_GRACE_MS = 2000;
+// what a taken entry of the held list is replaced with, so it frees its bytes
+const EMPTY = Buffer.alloc(0);
 
 // The socket's listeners are functions shared by every connection, which
 // find their connection through this property: a closure and its context
@@ -36,8 +38,11 @@ export class TcpConnection implements MsgTransConnection {
   private decoder: PacketStreamDecoder | null = null;
   // created on first use, like the watchdog: idle connections stay small
   private queue: WriteQueue | null = null;
-  // batches beyond WRITE_WINDOW, oldest first; large buffers are sliced off the front
+  // batches beyond WRITE_WINDOW, oldest first from heldHead; large buffers are
+  // sliced off the front. An index rather than shift(): shift() on a long
+  // array moves every element, and held can be 100,000s of entries long.
   private held: Buffer[] | null = null;
+  private heldHead = 0;
   private heldBytes = 0;
   // bytes handed to the socket so far; less what it still holds, what the OS took
   private handed = 0;
@@ -164,6 +169,7 @@ export class TcpConnection implements MsgTransConnection {
       this.stall?.stop();
       this.queue?.clear();
       this.held = null;
+      this.heldHead = 0;
       this.heldBytes = 0;
       this.socket.destroy();
       return;
@@ -208,8 +214,11 @@ export class TcpConnection implements MsgTransConnection {
     const socket = this.socket;
     if (socket.destroyed) return;
     if (this.heldBytes > 0 || socket.writableLength >= WRITE_WINDOW) {
+      // a batch of small packets is held as one buffer: fewer entries, and pump() writes fewer buffers
       const held = (this.held ??= []);
-      for (const item of items) held.push(item);
+      if (items.length === 1) held.push(items[0]);
+      else if (bytes <= CONCAT_LIMIT) held.push(Buffer.concat(items, bytes));
+      else for (const item of items) held.push(item);
       this.heldBytes += bytes;
     } else if (items.length === 1) {
       this.handed += bytes;
@@ -230,20 +239,30 @@ export class TcpConnection implements MsgTransConnection {
   private pump(): void {
     const socket = this.socket;
     const held = this.held as Buffer[];
+    let head = this.heldHead;
     socket.cork();
     while (this.heldBytes > 0 && socket.writableLength < WRITE_WINDOW) {
-      let item = held[0];
+      let item = held[head];
       if (item.length > WRITE_WINDOW) {
-        held[0] = item.subarray(WRITE_WINDOW);
+        held[head] = item.subarray(WRITE_WINDOW);
         item = item.subarray(0, WRITE_WINDOW);
       } else {
-        held.shift();
+        held[head++] = EMPTY;
       }
       this.heldBytes -= item.length;
       this.handed += item.length;
       socket.write(item);
     }
     socket.uncork();
+    if (this.heldBytes === 0) {
+      this.held = null;
+      head = 0;
+    } else if (head >= 1024 && head * 2 >= held.length) {
+      // drop the taken half at once: amortised O(1) per entry
+      held.splice(0, head);
+      head = 0;
+    }
+    this.heldHead = head;
   }
 
   /**
@@ -312,6 +331,7 @@ export class TcpConnection implements MsgTransConnection {
     this.heartbeat?.stop();
     this.queue?.clear();
     this.held = null;
+    this.heldHead = 0;
     this.heldBytes = 0;
     const sink = this.sink;
     this.sink = null;
