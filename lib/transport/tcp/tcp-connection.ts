@@ -8,6 +8,7 @@ import { IncompleteMessageWatchdog, SendStallWatchdog } from '../connection-guar
 import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
 import { HEARTBEAT_PACKET, isHeartbeat, PART_B_FLAGS, PeerHeartbeat } from '../peer-heartbeat.js';
 import { WriteQueue } from '../write-queue.js';
+import { Fifo } from '../../session/fifo.js';
 
 // Above this a batch is written buffer by buffer (corked) instead of being
 // concatenated: copying large payloads costs more than the extra write calls.
@@ -19,8 +20,6 @@ const WRITE_WINDOW = 256 * 1024;
 // How long a graceful close waits for the peer to take its bytes (without
 // progress) before destroying the socket.
 const END_GRACE_MS = 2000;
-// what a taken entry of the held list is replaced with, so it frees its bytes
-const EMPTY = Buffer.alloc(0);
 
 // The socket's listeners are functions shared by every connection, which
 // find their connection through this property: a closure and its context
@@ -38,11 +37,11 @@ export class TcpConnection implements MsgTransConnection {
   private decoder: PacketStreamDecoder | null = null;
   // created on first use, like the watchdog: idle connections stay small
   private queue: WriteQueue | null = null;
-  // batches beyond WRITE_WINDOW, oldest first from heldHead; large buffers are
-  // sliced off the front. An index rather than shift(): shift() on a long
-  // array moves every element, and held can be 100,000s of entries long.
-  private held: Buffer[] | null = null;
-  private heldHead = 0;
+  // batches beyond WRITE_WINDOW, oldest first (a Fifo: Array#shift is
+  // quadratic over the 100,000s of entries a backlog can hold); of the
+  // oldest, heldOffset bytes were handed over already
+  private held: Fifo<Buffer> | null = null;
+  private heldOffset = 0;
   private heldBytes = 0;
   // bytes handed to the socket so far; less what it still holds, what the OS took
   private handed = 0;
@@ -169,7 +168,7 @@ export class TcpConnection implements MsgTransConnection {
       this.stall?.stop();
       this.queue?.clear();
       this.held = null;
-      this.heldHead = 0;
+      this.heldOffset = 0;
       this.heldBytes = 0;
       this.socket.destroy();
       return;
@@ -215,7 +214,7 @@ export class TcpConnection implements MsgTransConnection {
     if (socket.destroyed) return;
     if (this.heldBytes > 0 || socket.writableLength >= WRITE_WINDOW) {
       // a batch of small packets is held as one buffer: fewer entries, and pump() writes fewer buffers
-      const held = (this.held ??= []);
+      const held = (this.held ??= new Fifo());
       if (items.length === 1) held.push(items[0]);
       else if (bytes <= CONCAT_LIMIT) held.push(Buffer.concat(items, bytes));
       else for (const item of items) held.push(item);
@@ -238,31 +237,26 @@ export class TcpConnection implements MsgTransConnection {
   /** Hands held bytes to the socket, up to the window. */
   private pump(): void {
     const socket = this.socket;
-    const held = this.held as Buffer[];
-    let head = this.heldHead;
+    const held = this.held as Fifo<Buffer>;
     socket.cork();
     while (this.heldBytes > 0 && socket.writableLength < WRITE_WINDOW) {
-      let item = held[head];
-      if (item.length > WRITE_WINDOW) {
-        held[head] = item.subarray(WRITE_WINDOW);
-        item = item.subarray(0, WRITE_WINDOW);
+      const oldest = held.peek() as Buffer;
+      const offset = this.heldOffset;
+      let item: Buffer;
+      if (oldest.length - offset > WRITE_WINDOW) {
+        item = oldest.subarray(offset, offset + WRITE_WINDOW);
+        this.heldOffset += WRITE_WINDOW;
       } else {
-        held[head++] = EMPTY;
+        item = offset === 0 ? oldest : oldest.subarray(offset);
+        held.shift();
+        this.heldOffset = 0;
       }
       this.heldBytes -= item.length;
       this.handed += item.length;
       socket.write(item);
     }
     socket.uncork();
-    if (this.heldBytes === 0) {
-      this.held = null;
-      head = 0;
-    } else if (head >= 1024 && head * 2 >= held.length) {
-      // drop the taken half at once: amortised O(1) per entry
-      held.splice(0, head);
-      head = 0;
-    }
-    this.heldHead = head;
+    if (this.heldBytes === 0) this.held = null;
   }
 
   /**
@@ -331,7 +325,7 @@ export class TcpConnection implements MsgTransConnection {
     this.heartbeat?.stop();
     this.queue?.clear();
     this.held = null;
-    this.heldHead = 0;
+    this.heldOffset = 0;
     this.heldBytes = 0;
     const sink = this.sink;
     this.sink = null;
