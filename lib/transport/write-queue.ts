@@ -38,8 +38,9 @@ export class WriteQueue {
     this.bytes += item.length;
     if (this.items.length >= this.maxBatchPackets || this.bytes >= BATCH_BYTES) {
       // A full batch goes out now: the peer starts on it while we produce the
-      // next, instead of the two sides taking turns with one huge batch.
-      this.flushNow();
+      // next, instead of the two sides taking turns with one huge batch. An
+      // end-of-turn flush already scheduled stays: it takes what follows.
+      this.writeOut();
       return;
     }
     this.scheduled ??= setImmediate(this.run);
@@ -48,7 +49,8 @@ export class WriteQueue {
   /** Flushes now, for a graceful close. */
   flushNow(): void {
     if (this.scheduled) clearImmediate(this.scheduled);
-    this.run();
+    this.scheduled = null;
+    this.writeOut();
   }
 
   /** Drops everything queued, for an abrupt close. */
@@ -61,11 +63,15 @@ export class WriteQueue {
 
   private readonly run = (): void => {
     this.scheduled = null;
+    this.writeOut();
+  };
+
+  private writeOut(): void {
     if (this.items.length === 0) return;
     const items = this.items;
     const bytes = this.bytes;
     this.items = [];
     this.bytes = 0;
     this.flush(items, bytes);
-  };
+  }
 }

@@ -266,6 +266,33 @@ describe('PacketStreamDecoder: zero copy', () => {
     assert.equal(packets[1].payload.buffer, second.buffer);
     assert.equal(packets[2].payload.buffer, second.buffer);
   });
+
+  test('a 1 MiB packet in 64 KiB reads is copied once into one buffer of its declared size, with no Buffer.concat', () => {
+    const big = packet({ payload: Buffer.alloc(1024 * 1024, 'y'), extHeader: Buffer.from('route:echo'), messageId: 9 });
+    const after = packet({ payload: Buffer.from('next'), messageId: 10 });
+    const wire = Buffer.concat([encodePacket(big), encodePacket(after)]);
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < wire.length; at += 64 * 1024) chunks.push(ownBuffer(wire.subarray(at, at + 64 * 1024)));
+    const { decoder, packets } = collect();
+    const concat = Buffer.concat;
+    let concats = 0;
+    Buffer.concat = (...args: Parameters<typeof Buffer.concat>) => {
+      concats++;
+      return concat(...args);
+    };
+    try {
+      for (const chunk of chunks) decoder.push(chunk);
+    } finally {
+      Buffer.concat = concat;
+    }
+    assertSamePackets(packets, [big, after], '1 MiB in 64 KiB reads');
+    assert.equal(concats, 0, 'no Buffer.concat');
+    const total = HEADER_SIZE + big.extHeader.length + big.payload.length;
+    assert.equal(packets[0].payload.buffer.byteLength, total, 'one buffer of exactly the declared size');
+    assert.equal(packets[0].extHeader.buffer, packets[0].payload.buffer, 'ext header and payload share it');
+    for (const chunk of chunks) assert.notEqual(packets[0].payload.buffer, chunk.buffer);
+    assert.equal(packets[1].payload.buffer, chunks[chunks.length - 1].buffer, 'the packet after it is a view of its chunk');
+  });
 });
 
 describe('PacketStreamDecoder: rejections', () => {

@@ -8,6 +8,7 @@ import { IncompleteMessageWatchdog, SendStallWatchdog } from '../connection-guar
 import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
 import { HEARTBEAT_PACKET, isHeartbeat, PART_B_FLAGS, PeerHeartbeat } from '../peer-heartbeat.js';
 import { WriteQueue } from '../write-queue.js';
+import { Fifo } from '../../session/fifo.js';
 
 // Above this a batch is written buffer by buffer (corked) instead of being
 // concatenated: copying large payloads costs more than the extra write calls.
@@ -20,6 +21,12 @@ const WRITE_WINDOW = 256 * 1024;
 // progress) before destroying the socket.
 const END_GRACE_MS = 2000;
 
+// The socket's listeners are functions shared by every connection, which
+// find their connection through this property: a closure and its context
+// per listener per connection cost ~300 bytes of an idle connection's ~2 KiB.
+const kConnection = Symbol('msgtrans.connection');
+type OwnedSocket = Socket & { [kConnection]: TcpConnection };
+
 /** A msgtrans connection over a TCP or TLS socket: packets back to back on the stream. */
 export class TcpConnection implements MsgTransConnection {
   readonly remoteAddress: string | undefined;
@@ -30,8 +37,11 @@ export class TcpConnection implements MsgTransConnection {
   private decoder: PacketStreamDecoder | null = null;
   // created on first use, like the watchdog: idle connections stay small
   private queue: WriteQueue | null = null;
-  // batches beyond WRITE_WINDOW, oldest first; large buffers are sliced off the front
-  private held: Buffer[] = [];
+  // batches beyond WRITE_WINDOW, oldest first (a Fifo: Array#shift is
+  // quadratic over the 100,000s of entries a backlog can hold); of the
+  // oldest, heldOffset bytes were handed over already
+  private held: Fifo<Buffer> | null = null;
+  private heldOffset = 0;
   private heldBytes = 0;
   // bytes handed to the socket so far; less what it still holds, what the OS took
   private handed = 0;
@@ -68,11 +78,11 @@ export class TcpConnection implements MsgTransConnection {
     // The kernel notices a vanished host on an idle connection (Node sets
     // 10 probes 1 s apart); keep-alive seconds cannot go below 1.
     if (heartbeatInterval > 0) socket.setKeepAlive(true, Math.max(1000, heartbeatInterval));
-    socket.on('error', (err) => {
-      this.closeError ??= err;
-    });
-    socket.once('close', () => this.onSocketClose());
-    socket.on('drain', this.onSocketDrain);
+    (socket as OwnedSocket)[kConnection] = this;
+    socket.on('error', TcpConnection.onError);
+    // on rather than once: 'close' comes once anyway, and once() allocates a wrapper per socket
+    socket.on('close', TcpConnection.onClose);
+    socket.on('drain', TcpConnection.onDrain);
     this.sendLimit = Math.max(limits.maxSendBufferSize, socket.writableHighWaterMark);
   }
 
@@ -92,21 +102,40 @@ export class TcpConnection implements MsgTransConnection {
       return;
     }
     if (this.heartbeatInterval > 0 && this.limits.heartbeat === 'always') this.startHeartbeat();
-    this.socket.on('data', (chunk: Buffer) => {
-      if (this.heartbeat !== null) this.heartbeat.received = true;
-      try {
-        const decoder = (this.decoder ??= new PacketStreamDecoder(this.limits, this.onPacket));
-        const before = this.received;
-        decoder.push(chunk);
-        const pendingBytes = decoder.pendingBytes;
-        if (pendingBytes > 0 || this.watchdog !== null) {
-          this.watchdog ??= new IncompleteMessageWatchdog(this.limits.incompleteMessageTimeout, (err) => this.close(err));
-          this.watchdog.update(pendingBytes, this.received !== before);
-        }
-      } catch (err) {
-        this.close(err as Error);
+    this.socket.on('data', TcpConnection.onData);
+  }
+
+  private static onData(this: OwnedSocket, chunk: Buffer): void {
+    this[kConnection].onChunk(chunk);
+  }
+
+  private static onError(this: OwnedSocket, err: Error): void {
+    this[kConnection].closeError ??= err;
+  }
+
+  private static onClose(this: OwnedSocket): void {
+    this[kConnection].onSocketClose();
+  }
+
+  private static onDrain(this: OwnedSocket): void {
+    this[kConnection].onSocketDrain();
+  }
+
+  private onChunk(chunk: Buffer): void {
+    if (this.heartbeat !== null) this.heartbeat.received = true;
+    try {
+      // made on the first bytes, with its callback: an idle connection holds neither
+      const decoder = (this.decoder ??= new PacketStreamDecoder(this.limits, (packet) => this.onPacket(packet)));
+      const before = this.received;
+      decoder.push(chunk);
+      const pendingBytes = decoder.pendingBytes;
+      if (pendingBytes > 0 || this.watchdog !== null) {
+        this.watchdog ??= new IncompleteMessageWatchdog(this.limits.incompleteMessageTimeout, (err) => this.close(err));
+        this.watchdog.update(pendingBytes, this.received !== before);
       }
-    });
+    } catch (err) {
+      this.close(err as Error);
+    }
   }
 
   get bufferedAmount(): number {
@@ -138,7 +167,8 @@ export class TcpConnection implements MsgTransConnection {
       this.closeError = error;
       this.stall?.stop();
       this.queue?.clear();
-      this.held = [];
+      this.held = null;
+      this.heldOffset = 0;
       this.heldBytes = 0;
       this.socket.destroy();
       return;
@@ -154,7 +184,7 @@ export class TcpConnection implements MsgTransConnection {
     return this.socket as T;
   }
 
-  private readonly onPacket = (packet: MsgTransPacket): void => {
+  private onPacket(packet: MsgTransPacket): void {
     this.received++;
     if (packet.flags & PART_B_FLAGS) {
       const heartbeat = isHeartbeat(packet);
@@ -162,7 +192,7 @@ export class TcpConnection implements MsgTransConnection {
       if (heartbeat) return;
     }
     this.sink?.onPacket(packet);
-  };
+  }
 
   /**
    * @param answer the peer's heartbeat taught us: it already expects ours, so
@@ -183,7 +213,11 @@ export class TcpConnection implements MsgTransConnection {
     const socket = this.socket;
     if (socket.destroyed) return;
     if (this.heldBytes > 0 || socket.writableLength >= WRITE_WINDOW) {
-      for (const item of items) this.held.push(item);
+      // a batch of small packets is held as one buffer: fewer entries, and pump() writes fewer buffers
+      const held = (this.held ??= new Fifo());
+      if (items.length === 1) held.push(items[0]);
+      else if (bytes <= CONCAT_LIMIT) held.push(Buffer.concat(items, bytes));
+      else for (const item of items) held.push(item);
       this.heldBytes += bytes;
     } else if (items.length === 1) {
       this.handed += bytes;
@@ -203,20 +237,26 @@ export class TcpConnection implements MsgTransConnection {
   /** Hands held bytes to the socket, up to the window. */
   private pump(): void {
     const socket = this.socket;
+    const held = this.held as Fifo<Buffer>;
     socket.cork();
     while (this.heldBytes > 0 && socket.writableLength < WRITE_WINDOW) {
-      let item = this.held[0];
-      if (item.length > WRITE_WINDOW) {
-        this.held[0] = item.subarray(WRITE_WINDOW);
-        item = item.subarray(0, WRITE_WINDOW);
+      const oldest = held.peek() as Buffer;
+      const offset = this.heldOffset;
+      let item: Buffer;
+      if (oldest.length - offset > WRITE_WINDOW) {
+        item = oldest.subarray(offset, offset + WRITE_WINDOW);
+        this.heldOffset += WRITE_WINDOW;
       } else {
-        this.held.shift();
+        item = offset === 0 ? oldest : oldest.subarray(offset);
+        held.shift();
+        this.heldOffset = 0;
       }
       this.heldBytes -= item.length;
       this.handed += item.length;
       socket.write(item);
     }
     socket.uncork();
+    if (this.heldBytes === 0) this.held = null;
   }
 
   /**
@@ -225,11 +265,11 @@ export class TcpConnection implements MsgTransConnection {
    * are only held, or send() only reports a full backlog, above the socket's
    * high-water mark, and then Node always emits drain.
    */
-  private readonly onSocketDrain = (): void => {
+  private onSocketDrain(): void {
     if (this.heldBytes > 0) this.pump();
     if (this.ending) this.endWhenFlushed();
     this.afterWrite();
-  };
+  }
 
   /** Backpressure bookkeeping after anything was handed over or taken. */
   private afterWrite(): void {
@@ -284,7 +324,8 @@ export class TcpConnection implements MsgTransConnection {
     this.stall?.stop();
     this.heartbeat?.stop();
     this.queue?.clear();
-    this.held = [];
+    this.held = null;
+    this.heldOffset = 0;
     this.heldBytes = 0;
     const sink = this.sink;
     this.sink = null;
