@@ -110,6 +110,16 @@ export function routeOnly(buf: Buffer): string | undefined {
   return buf.toString('latin1', prefix, length);
 }
 
+// Decoded short headers, by their bytes: a client sends the same route and time budget call
+// after call, so most headers are one seen just before. Direct-mapped and small: a miss costs
+// one comparison and one copy, and what is kept is bounded (16 headers of at most 128 bytes).
+const DECODED_SLOTS = 16;
+const DECODED_MAX_BYTES = 128;
+const decodedBytes: (Buffer | null)[] = new Array<Buffer | null>(DECODED_SLOTS).fill(null);
+const decodedRoutes: (string | undefined)[] = new Array<string | undefined>(DECODED_SLOTS).fill(undefined);
+// the metadata entries as [key, value, key, value, …]; a fresh object is made from them per header
+const decodedEntries: string[][] = Array.from({ length: DECODED_SLOTS }, () => []);
+
 /** A header short enough that one JS pass beats a native call, and all ASCII (a route and a time budget, typically). */
 function isShortAscii(buf: Buffer): boolean {
   const length = buf.length;
@@ -118,12 +128,44 @@ function isShortAscii(buf: Buffer): boolean {
   return true;
 }
 
+function slotOf(buf: Buffer): number {
+  return (buf.length ^ buf[buf.length - 1] ^ (buf[buf.length >> 1] << 1)) & (DECODED_SLOTS - 1);
+}
+
+function sameBytes(a: Buffer, b: Buffer): boolean {
+  const length = a.length;
+  if (b.length !== length) return false;
+  for (let i = 0; i < length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function setEntry(metadata: Record<string, string>, key: string, value: string): void {
+  // defineProperty for "__proto__": it stays data, never the object's prototype
+  if (key === '__proto__') Object.defineProperty(metadata, key, { value, enumerable: true, writable: true, configurable: true });
+  else metadata[key] = value;
+}
+
 /**
  * Parses an extension header. Empty lines are tolerated; a line without `:`
- * or bytes that are not UTF-8 are a protocol error.
+ * or bytes that are not UTF-8 are a protocol error. Every call returns a
+ * metadata object of its own (the receiver may change it).
  */
 export function decodeExtHeader(buf: Buffer): ExtHeaderEntries {
   if (buf.length === 0) return { route: undefined, metadata: undefined };
+  const cacheable = buf.length <= DECODED_MAX_BYTES;
+  const slot = cacheable ? slotOf(buf) : 0;
+  if (cacheable) {
+    const known = decodedBytes[slot];
+    if (known !== null && sameBytes(known, buf)) {
+      const entries = decodedEntries[slot];
+      let metadata: Record<string, string> | undefined;
+      if (entries.length > 0) {
+        metadata = {};
+        for (let i = 0; i < entries.length; i += 2) setEntry(metadata, entries[i], entries[i + 1]);
+      }
+      return { route: decodedRoutes[slot], metadata };
+    }
+  }
   let text: string;
   if (isShortAscii(buf)) {
     // ASCII is UTF-8 already: no validation pass, and the cheapest decode
@@ -135,6 +177,7 @@ export function decodeExtHeader(buf: Buffer): ExtHeaderEntries {
   }
   let route: string | undefined;
   let metadata: Record<string, string> | undefined;
+  const entries: string[] = [];
   let start = 0;
   while (start <= text.length) {
     let end = text.indexOf('\n', start);
@@ -148,13 +191,16 @@ export function decodeExtHeader(buf: Buffer): ExtHeaderEntries {
       const value = unescapeValue(text.slice(colon + 1, end));
       if (key === ROUTE_KEY) route = value;
       else {
-        metadata ??= {};
-        // defineProperty for "__proto__": it stays data, never the object's prototype
-        if (key === '__proto__') Object.defineProperty(metadata, key, { value, enumerable: true, writable: true, configurable: true });
-        else metadata[key] = value;
+        setEntry((metadata ??= {}), key, value);
+        entries.push(key, value);
       }
     }
     start = end + 1;
+  }
+  if (cacheable) {
+    decodedBytes[slot] = Buffer.from(buf);
+    decodedRoutes[slot] = route;
+    decodedEntries[slot] = entries;
   }
   return { route, metadata };
 }

@@ -183,3 +183,34 @@ describe('extension header: round trip', () => {
     assert.deepEqual(decodeExtHeader(encodeExtHeader(undefined, meta)), { route: undefined, metadata: { n: '42' } });
   });
 });
+
+describe('decodeExtHeader on headers seen before', () => {
+  test('each decode of the same bytes gets a metadata object of its own', () => {
+    const buf = encodeExtHeader('orders.get', { 'msgtrans-timeout': '5000', tenant: 'a' });
+    const first = decodeExtHeader(buf);
+    first.metadata!.tenant = 'changed by a handler';
+    delete first.metadata!['msgtrans-timeout'];
+    const second = decodeExtHeader(Buffer.from(buf));
+    assert.deepEqual(second, { route: 'orders.get', metadata: { 'msgtrans-timeout': '5000', tenant: 'a' } });
+    assert.notEqual(second.metadata, first.metadata);
+  });
+
+  test('thousands of different headers, each decoded twice in turn, decode to what they say', () => {
+    for (let i = 0; i < 3000; i++) {
+      const route = `r${i % 37}`;
+      const metadata = i % 5 === 0 ? undefined : { n: String(i), ...(i % 3 === 0 ? { __proto__x: 'y' } : {}) };
+      const buf = encodeExtHeader(route, metadata);
+      for (let round = 0; round < 2; round++) assert.deepEqual(decodeExtHeader(buf), { route, metadata }, `header ${i}, round ${round}`);
+    }
+  });
+
+  test('a "__proto__" entry stays data when the header is decoded again', () => {
+    const buf = Buffer.from('route:x\n__proto__:polluted');
+    for (let round = 0; round < 2; round++) {
+      const { metadata } = decodeExtHeader(buf);
+      assert.equal(Object.getPrototypeOf(metadata), Object.prototype);
+      assert.equal(Object.getOwnPropertyDescriptor(metadata, '__proto__')?.value, 'polluted');
+    }
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+});
