@@ -113,7 +113,7 @@ const CONFIG = QUICK
       idleQuic: 5_000,
       idleScale: 100_000,
       idleScaleProbeMs: 2_000,
-      watchdogMs: 15 * 60_000,
+      watchdogMs: 25 * 60_000,
     };
 const INFLIGHTS = [1, 100, 1000];
 
