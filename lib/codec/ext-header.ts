@@ -102,12 +102,23 @@ export function routeOnly(buf: Buffer): string | undefined {
   const prefix = ROUTE_PREFIX.length;
   // short headers: one JS pass beats several native calls; ASCII only, the rest takes the general path
   if (length <= prefix || length > 256) return undefined;
+  // a header seen before (one a sender repeats): its route string again, no decode
+  const slot = length <= DECODED_MAX_BYTES ? slotOf(buf) : -1;
+  if (slot >= 0) {
+    const known = routeOnlyBytes[slot];
+    if (known !== null && sameBytes(known, buf)) return routeOnlyRoutes[slot];
+  }
   for (let i = 0; i < prefix; i++) if (buf[i] !== ROUTE_PREFIX[i]) return undefined;
   for (let i = prefix; i < length; i++) {
     const byte = buf[i];
     if (byte === NEWLINE || byte === PERCENT || byte >= 0x80) return undefined;
   }
-  return buf.toString('latin1', prefix, length);
+  const route = buf.toString('latin1', prefix, length);
+  if (slot >= 0) {
+    routeOnlyBytes[slot] = Buffer.from(buf);
+    routeOnlyRoutes[slot] = route;
+  }
+  return route;
 }
 
 // Decoded short headers, by their bytes: a client sends the same route and time budget call
@@ -119,6 +130,9 @@ const decodedBytes: (Buffer | null)[] = new Array<Buffer | null>(DECODED_SLOTS).
 const decodedRoutes: (string | undefined)[] = new Array<string | undefined>(DECODED_SLOTS).fill(undefined);
 // the metadata entries as [key, value, key, value, …]; a fresh object is made from them per header
 const decodedEntries: string[][] = Array.from({ length: DECODED_SLOTS }, () => []);
+// the same for route-only headers (routeOnly): strings are immutable, so the route itself is shared
+const routeOnlyBytes: (Buffer | null)[] = new Array<Buffer | null>(DECODED_SLOTS).fill(null);
+const routeOnlyRoutes: string[] = new Array<string>(DECODED_SLOTS).fill('');
 
 /** A header short enough that one JS pass beats a native call, and all ASCII (a route and a time budget, typically). */
 function isShortAscii(buf: Buffer): boolean {

@@ -1,6 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { ROUTE_KEY, decodeExtHeader, encodeExtHeader } from '../../lib/codec/index.js';
+import { ROUTE_KEY, decodeExtHeader, encodeExtHeader, routeOnly } from '../../lib/codec/index.js';
 import { MsgTransErrorCode } from '../../lib/errors/error-codes.js';
 import { MsgTransError } from '../../lib/errors/msgtrans-error.js';
 import { MsgTransProtocolError } from '../../lib/errors/msgtrans-protocol-error.js';
@@ -212,5 +212,20 @@ describe('decodeExtHeader on headers seen before', () => {
       assert.equal(Object.getOwnPropertyDescriptor(metadata, '__proto__')?.value, 'polluted');
     }
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+});
+
+describe('routeOnly on headers seen before', () => {
+  test('thousands of routes in turn, each read twice, and headers that are not route-only among them', () => {
+    for (let i = 0; i < 3000; i++) {
+      const route = `orders.r${i % 41}`;
+      const plain = encodeExtHeader(route);
+      const withMetadata = encodeExtHeader(route, { n: String(i) });
+      for (let round = 0; round < 2; round++) {
+        assert.equal(routeOnly(plain), route, `route ${i}, round ${round}`);
+        assert.equal(routeOnly(withMetadata), undefined);
+        assert.equal(routeOnly(Buffer.from(`route:${route}%0A`)), undefined);
+      }
+    }
   });
 });
