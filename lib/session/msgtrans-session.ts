@@ -17,7 +17,7 @@ import { MsgTransTimeoutError } from '../errors/msgtrans-timeout-error.js';
 import { MsgTransLimitError } from '../errors/msgtrans-limit-error.js';
 import type { MsgTransConnection, MsgTransConnectionSink } from '../transport/msgtrans-connection.interface.js';
 import type { ConnectionLimits } from '../transport/msgtrans-protocol.interface.js';
-import { Fifo } from './fifo.js';
+import { Fifo } from '../common/fifo.js';
 import type { IncomingMessage } from './incoming-message.interface.js';
 import { ReceivedMessage } from './received-message.js';
 import { INTERNAL_ERROR, encodableErrorPart, serializeError } from './reply-error.js';

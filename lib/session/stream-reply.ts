@@ -2,7 +2,7 @@ import type { Observable, Observer, Subscription } from 'rxjs';
 import { PacketFlag } from '../codec/packet.js';
 import { MsgTransErrorCode } from '../errors/error-codes.js';
 import { MsgTransLimitError } from '../errors/msgtrans-limit-error.js';
-import { Fifo } from './fifo.js';
+import { Fifo } from '../common/fifo.js';
 import type { IncomingMessage } from './incoming-message.interface.js';
 
 const EMPTY = Buffer.alloc(0);

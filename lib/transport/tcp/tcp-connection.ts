@@ -8,7 +8,7 @@ import { IncompleteMessageWatchdog, SendStallWatchdog } from '../connection-guar
 import type { ConnectionLimits } from '../msgtrans-protocol.interface.js';
 import { HEARTBEAT_PACKET, isHeartbeat, PART_B_FLAGS, PeerHeartbeat } from '../peer-heartbeat.js';
 import { WriteQueue } from '../write-queue.js';
-import { Fifo } from '../../session/fifo.js';
+import { Fifo } from '../../common/fifo.js';
 
 // Above this a batch is written buffer by buffer (corked) instead of being
 // concatenated: copying large payloads costs more than the extra write calls.
