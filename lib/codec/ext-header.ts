@@ -95,29 +95,25 @@ function encodeRouteAndOne(route: string, metadata: Record<string, string>): Buf
 
 /**
  * The route of a header that holds nothing but a plain `route:` entry (the
- * common case), without the general parse; undefined for anything else.
+ * common case), without the general parse; undefined for anything else (the
+ * caller then parses it). A header already parsed that held a route alone
+ * gives that route too, escapes resolved, as the parse would.
  */
 export function routeOnly(buf: Buffer): string | undefined {
   const length = buf.length;
   const prefix = ROUTE_PREFIX.length;
   // short headers: one JS pass beats several native calls; ASCII only, the rest takes the general path
   if (length <= prefix || length > 256) return undefined;
-  // a header seen before (one a sender repeats): its route string again, no decode
-  const slot = length <= DECODED_MAX_BYTES ? slotOf(buf) : -1;
-  if (slot >= 0) {
-    const known = routeOnlyBytes[slot];
-    if (known !== null && sameBytes(known, buf)) return routeOnlyRoutes[slot];
-  }
+  // a header seen before (one a sender repeats): its route again, without reading it
+  const known = knownSlot(buf);
+  if (known >= 0) return decodedEntries[known].length === 0 ? decodedRoutes[known] : undefined;
   for (let i = 0; i < prefix; i++) if (buf[i] !== ROUTE_PREFIX[i]) return undefined;
   for (let i = prefix; i < length; i++) {
     const byte = buf[i];
     if (byte === NEWLINE || byte === PERCENT || byte >= 0x80) return undefined;
   }
   const route = buf.toString('latin1', prefix, length);
-  if (slot >= 0) {
-    routeOnlyBytes[slot] = Buffer.from(buf);
-    routeOnlyRoutes[slot] = route;
-  }
+  remember(buf, route, NO_ENTRIES);
   return route;
 }
 
@@ -130,9 +126,7 @@ const decodedBytes: (Buffer | null)[] = new Array<Buffer | null>(DECODED_SLOTS).
 const decodedRoutes: (string | undefined)[] = new Array<string | undefined>(DECODED_SLOTS).fill(undefined);
 // the metadata entries as [key, value, key, value, …]; a fresh object is made from them per header
 const decodedEntries: string[][] = Array.from({ length: DECODED_SLOTS }, () => []);
-// the same for route-only headers (routeOnly): strings are immutable, so the route itself is shared
-const routeOnlyBytes: (Buffer | null)[] = new Array<Buffer | null>(DECODED_SLOTS).fill(null);
-const routeOnlyRoutes: string[] = new Array<string>(DECODED_SLOTS).fill('');
+const NO_ENTRIES: string[] = [];
 
 /** A header short enough that one JS pass beats a native call, and all ASCII (a route and a time budget, typically). */
 function isShortAscii(buf: Buffer): boolean {
@@ -144,6 +138,23 @@ function isShortAscii(buf: Buffer): boolean {
 
 function slotOf(buf: Buffer): number {
   return (buf.length ^ buf[buf.length - 1] ^ (buf[buf.length >> 1] << 1)) & (DECODED_SLOTS - 1);
+}
+
+/** The slot holding a decode of exactly these bytes, or -1. */
+function knownSlot(buf: Buffer): number {
+  if (buf.length > DECODED_MAX_BYTES) return -1;
+  const slot = slotOf(buf);
+  const known = decodedBytes[slot];
+  return known !== null && sameBytes(known, buf) ? slot : -1;
+}
+
+/** Keeps a decoded header (short ones only); strings are immutable, so route and entries are shared by every hit. */
+function remember(buf: Buffer, route: string | undefined, entries: string[]): void {
+  if (buf.length > DECODED_MAX_BYTES) return;
+  const slot = slotOf(buf);
+  decodedBytes[slot] = Buffer.from(buf);
+  decodedRoutes[slot] = route;
+  decodedEntries[slot] = entries;
 }
 
 function sameBytes(a: Buffer, b: Buffer): boolean {
@@ -166,19 +177,15 @@ function setEntry(metadata: Record<string, string>, key: string, value: string):
  */
 export function decodeExtHeader(buf: Buffer): ExtHeaderEntries {
   if (buf.length === 0) return { route: undefined, metadata: undefined };
-  const cacheable = buf.length <= DECODED_MAX_BYTES;
-  const slot = cacheable ? slotOf(buf) : 0;
-  if (cacheable) {
-    const known = decodedBytes[slot];
-    if (known !== null && sameBytes(known, buf)) {
-      const entries = decodedEntries[slot];
-      let metadata: Record<string, string> | undefined;
-      if (entries.length > 0) {
-        metadata = {};
-        for (let i = 0; i < entries.length; i += 2) setEntry(metadata, entries[i], entries[i + 1]);
-      }
-      return { route: decodedRoutes[slot], metadata };
+  const known = knownSlot(buf);
+  if (known >= 0) {
+    const entries = decodedEntries[known];
+    let metadata: Record<string, string> | undefined;
+    if (entries.length > 0) {
+      metadata = {};
+      for (let i = 0; i < entries.length; i += 2) setEntry(metadata, entries[i], entries[i + 1]);
     }
+    return { route: decodedRoutes[known], metadata };
   }
   let text: string;
   if (isShortAscii(buf)) {
@@ -211,10 +218,6 @@ export function decodeExtHeader(buf: Buffer): ExtHeaderEntries {
     }
     start = end + 1;
   }
-  if (cacheable) {
-    decodedBytes[slot] = Buffer.from(buf);
-    decodedRoutes[slot] = route;
-    decodedEntries[slot] = entries;
-  }
+  remember(buf, route, entries);
   return { route, metadata };
 }
