@@ -283,22 +283,27 @@ async function runThroughput(certs: BenchCerts): Promise<void> {
   // the Buffer row is informational (no target): full runs only
   for (const payload of MEASURES.has('big') ? (QUICK ? (['big'] as const) : (['big', 'bigbuf'] as const)) : []) {
     await each(`1 MiB ${payload}`, async ({ variant, client }) => {
-      const r = await client.call(
-        'rr',
-        { inflight: CONFIG.bigInflight, warmupMs: CONFIG.bigWarmupMs, durationMs: CONFIG.bigDurationMs, payload },
-        CONFIG.bigWarmupMs + CONFIG.bigDurationMs + 60_000,
-      );
-      const mbps = ((r.rate as number) * 1024 * 1024) / 1e6;
+      const { mbps, p50 } = await bigEcho(client, payload);
       record(`${payload}.rate`, variant, mbps);
-      record(`${payload}.p50`, variant, r.p50 as number);
+      record(`${payload}.p50`, variant, p50);
       log(
-        `1 MiB ${payload === 'big' ? 'string' : 'Buffer'} @${CONFIG.bigInflight} ${VARIANT_LABEL[variant]}: ${mbps.toFixed(1)} MB/s, p50 ${fmtMs(r.p50 as number)}`,
+        `1 MiB ${payload === 'big' ? 'string' : 'Buffer'} @${CONFIG.bigInflight} ${VARIANT_LABEL[variant]}: ${mbps.toFixed(1)} MB/s, p50 ${fmtMs(p50)}`,
       );
     });
   }
   // nothing to save (no profile in a suite run): no graceful shutdown
   await Promise.all(pairs.flatMap((p) => [p.client.kill(), p.server.kill()]));
   if (MEASURES.has('big') && SELECTED.includes('mt-quic')) await runQuicLoopbackBig(certs);
+}
+
+/** One measured closed loop of 1 MiB echoes: MB/s of payload one way (10^6 bytes) and the p50. */
+async function bigEcho(client: Child, payload: 'big' | 'bigbuf'): Promise<{ mbps: number; p50: number }> {
+  const r = await client.call(
+    'rr',
+    { inflight: CONFIG.bigInflight, warmupMs: CONFIG.bigWarmupMs, durationMs: CONFIG.bigDurationMs, payload },
+    CONFIG.bigWarmupMs + CONFIG.bigDurationMs + 60_000,
+  );
+  return { mbps: ((r.rate as number) * 1024 * 1024) / 1e6, p50: r.p50 as number };
 }
 
 /** 1 MiB strings over QUIC at the library's default for ends on one host (loopbackDatagramSize), after the interleaved cells. */
@@ -313,12 +318,7 @@ async function runQuicLoopbackBig(certs: BenchCerts): Promise<void> {
   try {
     await pair.client.call('rr', { inflight: 2, warmupMs: 0, durationMs: CONFIG.warmAllMs / 2, payload: 'big' }, CONFIG.warmAllMs + 60_000);
     for (let rep = 1; rep <= REPS; rep++) {
-      const r = await pair.client.call(
-        'rr',
-        { inflight: CONFIG.bigInflight, warmupMs: CONFIG.bigWarmupMs, durationMs: CONFIG.bigDurationMs, payload: 'big' },
-        CONFIG.bigWarmupMs + CONFIG.bigDurationMs + 60_000,
-      );
-      const mbps = ((r.rate as number) * 1024 * 1024) / 1e6;
+      const { mbps } = await bigEcho(pair.client, 'big');
       record('bigloop.rate', 'mt-quic', mbps);
       log(`1 MiB string @${CONFIG.bigInflight} QUIC at ${MSGTRANS_DEFAULTS.quic.loopbackDatagramSize}-byte datagrams: ${mbps.toFixed(1)} MB/s`);
     }
